@@ -1,0 +1,158 @@
+"""Finding checkpoints and reading what they declare without loading their weights.
+
+A checkpoint is a directory holding either a PEFT adapter (``adapter_config.json``) on a base
+model, or a full model (``config.json``). It is picked up only once its completion marker
+exists, so a half-copied checkpoint never starts jobs.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import CheckpointError
+
+CKPT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+EMBED_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
+OUTPUT_SUFFIXES = ("lm_head.weight", "embed_out.weight", "output.weight")
+
+
+@dataclass(frozen=True)
+class Discovered:
+    checkpoints: dict[str, str]
+    skipped: list[str] = field(default_factory=list)  # one human-readable reason per skipped checkpoint
+
+
+def checkpoint_step(name: str) -> int | None:
+    """Training step from a name such as `checkpoint-2000` or `ckpt_2000` (the last number in it)."""
+    numbers = re.findall(r"\d+", name)
+    return int(numbers[-1]) if numbers else None
+
+
+def discover_checkpoints(explicit: Mapping[str, str] | None, pattern: str | None, marker: str | None) -> Discovered:
+    """Complete checkpoints from an explicit `name: path` map and/or a glob, keyed by name."""
+    found: dict[str, str] = {}
+    skipped: list[str] = []
+    candidates = list((explicit or {}).items())
+    for path in sorted(globlib.glob(pattern)) if pattern else []:
+        if Path(path).is_dir():
+            candidates.append((re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).name), path))
+    for name, path in candidates:
+        if not CKPT_NAME.match(name):
+            raise CheckpointError(f"config.yaml: checkpoint name {name!r} must match [A-Za-z0-9._-]{{1,128}} (it names result folders).")
+        if name in found and found[name] != str(path):
+            raise CheckpointError(
+                f"config.yaml: two checkpoints are named {name!r} ({found[name]} and {path}); rename one in `checkpoints:`."
+            )
+        if not Path(path).is_dir():
+            skipped.append(f"{name}: {path} does not exist (yet)")
+        elif marker and not (Path(path) / marker).exists():
+            skipped.append(f"{name}: {path} has no completion marker {marker!r} yet (still being written?)")
+        else:
+            found[name] = str(path)
+    return Discovered(found, skipped)
+
+
+def is_adapter(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").exists()
+
+
+def has_tokenizer(path: str | Path) -> bool:
+    return any((Path(path) / f).exists() for f in TOKENIZER_FILES)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: cannot read JSON ({err}).") from err
+
+
+def base_of(ckpt: str | Path, base: str | None = None) -> str | None:
+    """The base model of an adapter: the configured one, else the adapter's own record."""
+    if base:
+        return str(base)
+    if is_adapter(ckpt):
+        return read_json(Path(ckpt) / "adapter_config.json").get("base_model_name_or_path")
+    return None
+
+
+def tensor_shapes(directory: str | Path, prefixes: Iterable[str] = ("adapter_model", "model", "pytorch_model")) -> tuple[dict[str, list[int]], str | None]:
+    """Shapes of every tensor in the directory's weight files, read from headers (safetensors) or
+    memory-mapped with `weights_only=True` (.bin), never loaded whole. Returns (shapes, file read)."""
+    directory = Path(directory)
+    for prefix in prefixes:
+        single = directory / f"{prefix}.safetensors"
+        index = directory / f"{prefix}.safetensors.index.json"
+        files: list[Path] = []
+        if single.exists():
+            files = [single]
+        elif index.exists():
+            files = sorted({directory / f for f in read_json(index).get("weight_map", {}).values()})
+        if files:
+            from safetensors import safe_open
+
+            shapes = {}
+            for f in files:
+                with safe_open(str(f), framework="pt") as handle:
+                    shapes.update({k: list(handle.get_slice(k).get_shape()) for k in handle.keys()})
+            return shapes, ",".join(f.name for f in files)
+        binary = directory / f"{prefix}.bin"
+        if binary.exists():
+            import torch
+
+            state = torch.load(binary, map_location="cpu", weights_only=True, mmap=True)
+            return {k: list(v.shape) for k, v in state.items()}, binary.name
+    return {}, None
+
+
+def _rows_of(shapes: Mapping[str, list[int]], suffixes: Iterable[str]) -> tuple[int | None, str | None]:
+    for name, shape in shapes.items():
+        if "lora_" in name:
+            continue
+        if any(name.endswith(s) for s in suffixes) and len(shape) == 2:
+            return int(shape[0]), name
+    return None, None
+
+
+@dataclass(frozen=True)
+class ModelRows:
+    """Vocabulary rows of the input embedding and the output head, and where each number came from."""
+
+    embedding_rows: int | None
+    embedding_source: str
+    output_rows: int | None
+    output_source: str
+
+
+def model_rows(ckpt: str | Path, base: str | None = None, tokenizer_len: int | None = None) -> ModelRows:
+    """Embedding and output rows the checkpoint will have once loaded as DESIGN.md says.
+
+    An adapter that saved `embed_tokens`/`lm_head` (modules_to_save) carries its own full matrices;
+    otherwise the base is resized to `len(tokenizer)` at load, so the rows are that length.
+    """
+    ckpt = Path(ckpt)
+    shapes, source = tensor_shapes(ckpt)
+    emb, emb_name = _rows_of(shapes, EMBED_SUFFIXES)
+    out, out_name = _rows_of(shapes, OUTPUT_SUFFIXES)
+    emb_src = f"{ckpt / source}:{emb_name}" if emb is not None else ""
+    out_src = f"{ckpt / source}:{out_name}" if out is not None else ""
+    if is_adapter(ckpt):
+        if emb is None and tokenizer_len is not None:
+            emb, emb_src = tokenizer_len, "base resized to len(tokenizer) at load"
+        if out is None:
+            if tokenizer_len is not None:
+                out, out_src = tokenizer_len, "base resized to len(tokenizer) at load"
+    else:
+        config = read_json(ckpt / "config.json") if (ckpt / "config.json").exists() else {}
+        text_config = config.get("text_config", config)
+        if emb is None and "vocab_size" in text_config:
+            emb, emb_src = int(text_config["vocab_size"]), f"{ckpt / 'config.json'}:vocab_size"
+        if out is None and emb is not None and text_config.get("tie_word_embeddings", config.get("tie_word_embeddings", True)):
+            out, out_src = emb, "tied to the input embedding (tie_word_embeddings)"
+    return ModelRows(emb, emb_src or "not found", out, out_src or "not found")

@@ -1,0 +1,427 @@
+"""A complete, offline miniature of a Stage-4 any-to-any setup, for the demo and the tests.
+
+Built deterministically in about a minute on 2 CPU cores:
+
+- a word-level tokenizer with the special and modality tokens added (4 audio codebooks of 1024
+  codes each, as the 24 kHz EnCodec at 3 kbps; one image range);
+- ``token_space.json`` and its ``.sha256``;
+- a tiny Llama already resized to the full vocabulary: the Stage-3 init and the LoRA base;
+- Stage-2 shards as parquet with the token-space hash in their metadata;
+- a golden set with every task and per-sample meta whose lengths vary;
+- two Stage-4 LoRA checkpoints: ``good`` (prompts determine the modality tokens, modality tokens
+  determine the caption) and ``deaf`` (trained with every prompt and modality input dropped,
+  half the time, or taken from another example, so it learns the marginal distribution and
+  ignores its conditioning input).
+
+The synthetic world: each audio clip and image belongs to one of 8 classes, the product of three
+binary attributes named in the prompt and caption. A class allows, for each codebook slot, a
+small subset of a shared pool of codes; tokens are drawn uniformly from it. Subsets overlap
+between classes, so the previous token alone does not reveal the class: a model must read the
+prompt (or the modality tokens, for captions) to do better than the marginal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .tokenspace import TokenSpace, sha256_file
+
+DEFAULT_TEMPLATES = {
+    "t2a": "{bos}Generate music : {prompt}<aud_start>",
+    "t2i": "{bos}Draw an image : {prompt}<img_start>",
+    "a2t": "{bos}Describe the audio : <aud_start>{modality}<aud_end> Caption :",
+    "i2t": "{bos}Describe the image : <img_start>{modality}<img_end> Caption :",
+}
+AUDIO_ATTRIBUTES = {"tempo": ("slow", "fast"), "instrument": ("piano", "drums"), "mood": ("calm", "dark")}
+IMAGE_ATTRIBUTES = {"color": ("red", "blue"), "shape": ("circle", "square"), "size": ("small", "large")}
+AUDIO_PROMPTS = (
+    "a {mood} {tempo} {instrument} piece",
+    "{tempo} {instrument} music with a {mood} mood",
+    "{instrument} , {tempo} and {mood}",
+)
+IMAGE_PROMPTS = (
+    "a {size} {color} {shape}",
+    "one {color} {shape} , {size}",
+    "draw a {shape} that is {size} and {color}",
+)
+AUDIO_CAPTION = "{tempo} {mood} {instrument} music"
+IMAGE_CAPTION = "a {size} {color} {shape}"
+SPECIAL_TOKENS = ("<aud_start>", "<aud_end>", "<img_start>", "<img_end>", "<pad_mm>")
+
+N_CODEBOOKS = 4
+AUDIO_CODEBOOK_SIZE = 1024  # encodec_model_24khz: 1024 codes per codebook
+IMAGE_CODEBOOK_SIZE = 512
+AUDIO_SAMPLE_RATE, AUDIO_FRAME_RATE, AUDIO_HOP = 24000, 75, 320
+AUDIO_FRAMES = (6, 10, 16, 24, 32)  # n_frames varies per golden sample
+IMAGE_SIZES = {64: 16, 96: 36, 128: 64}  # proc_size -> n_tokens at a 16x downsampling VQ-VAE
+IMAGE_DOWNSAMPLE = 16
+
+
+@dataclass(frozen=True)
+class Example:
+    task: str
+    prompt: str
+    caption: str
+    modality_ids: np.ndarray  # absolute vocab ids, flattened in the token space's layout
+    meta: Mapping[str, Any]
+
+
+def text_words() -> list[str]:
+    """Every word the demo's templates, prompts and captions use (the tokenizer's text vocabulary)."""
+    texts = list(DEFAULT_TEMPLATES.values()) + list(AUDIO_PROMPTS + IMAGE_PROMPTS) + [AUDIO_CAPTION, IMAGE_CAPTION]
+    words = set()
+    for text in texts:
+        for word in text.replace("{", " ").replace("}", " ").split():
+            if not word.startswith("<") and word not in {"bos", "prompt", "modality", "caption"}:
+                words.add(word)
+    for values in list(AUDIO_ATTRIBUTES.values()) + list(IMAGE_ATTRIBUTES.values()):
+        words.update(values)
+    for name in list(AUDIO_ATTRIBUTES) + list(IMAGE_ATTRIBUTES):
+        words.discard(name)
+    return sorted(words)
+
+
+def build_tokenizer(special_tokens: Sequence[str] = SPECIAL_TOKENS):
+    """Word-level text tokenizer, then the Stage-2 additions: special tokens and modality tokens."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    base_specials = ["<unk>", "<pad>", "<bos>", "<eos>"]
+    vocab = {token: i for i, token in enumerate(base_specials + text_words())}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", bos_token="<bos>", eos_token="<eos>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
+    audio_tokens = [f"<a{k}_{c}>" for k in range(N_CODEBOOKS) for c in range(AUDIO_CODEBOOK_SIZE)]
+    image_tokens = [f"<img_{c}>" for c in range(IMAGE_CODEBOOK_SIZE)]
+    tokenizer.add_tokens(audio_tokens + image_tokens, special_tokens=True)
+    return tokenizer
+
+
+def token_space_spec(tokenizer) -> dict[str, Any]:
+    """`token_space.json` read off the tokenizer, so the two agree by construction."""
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    first_audio = tokenizer.convert_tokens_to_ids("<a0_0>")
+    first_image = tokenizer.convert_tokens_to_ids("<img_0>")
+    ranges = {
+        f"AUDIO_CB{k}": [first_audio + k * AUDIO_CODEBOOK_SIZE, first_audio + (k + 1) * AUDIO_CODEBOOK_SIZE]
+        for k in range(N_CODEBOOKS)
+    }
+    ranges["IMAGE"] = [first_image, first_image + IMAGE_CODEBOOK_SIZE]
+    return {
+        "schema_version": 1,
+        "vocab_size": len(tokenizer),
+        "special_tokens": ids,
+        "ranges": ranges,
+        "modalities": {
+            "audio": {
+                "ranges": [f"AUDIO_CB{k}" for k in range(N_CODEBOOKS)],
+                "start_token": "<aud_start>",
+                "end_token": "<aud_end>",
+                "pad_token": "<pad_mm>",
+                "layout": "frame_major",
+                "codec": {
+                    "name": "encodec_24khz",
+                    "sample_rate": AUDIO_SAMPLE_RATE,
+                    "channels": 1,
+                    "frame_rate": AUDIO_FRAME_RATE,
+                    "hop_length": AUDIO_HOP,
+                    "codebook_size": AUDIO_CODEBOOK_SIZE,
+                    "n_codebooks": N_CODEBOOKS,
+                    "bandwidth_kbps": 3.0,
+                },
+            },
+            "image": {
+                "ranges": ["IMAGE"],
+                "start_token": "<img_start>",
+                "end_token": "<img_end>",
+                "pad_token": "<pad_mm>",
+                "codec": {"name": "vqvae", "codebook_size": IMAGE_CODEBOOK_SIZE, "downsample": IMAGE_DOWNSAMPLE},
+            },
+        },
+        "meta": {"built_by": "mmgate.demo"},
+    }
+
+
+class SyntheticWorld:
+    """Classes, their code subsets, and samplers for every task."""
+
+    def __init__(self, space: TokenSpace, seed: int = 0, subset: int = 3, pool: int = 12, image_subset: int = 4, image_pool: int = 24):
+        rng = np.random.default_rng(seed)
+        self.space = space
+        self.audio = space.modality("audio")
+        self.image = space.modality("image")
+        self.audio_classes = [dict(zip(AUDIO_ATTRIBUTES, v)) for v in itertools.product(*AUDIO_ATTRIBUTES.values())]
+        self.image_classes = [dict(zip(IMAGE_ATTRIBUTES, v)) for v in itertools.product(*IMAGE_ATTRIBUTES.values())]
+        # [class, slot, subset] codes within each codebook; pools are shared so subsets overlap
+        audio_pools = [rng.choice(self.audio.codebook_size, pool, replace=False) for _ in range(N_CODEBOOKS)]
+        self.audio_codes = np.array(
+            [[rng.choice(audio_pools[k], subset, replace=False) for k in range(N_CODEBOOKS)] for _ in self.audio_classes]
+        )
+        image_pool_codes = rng.choice(self.image.codebook_size, image_pool, replace=False)
+        self.image_codes = np.array([rng.choice(image_pool_codes, image_subset, replace=False) for _ in self.image_classes])
+
+    def sample(self, task: str, rng: np.random.Generator, cls: int | None = None) -> Example:
+        if task in ("t2a", "a2t"):
+            cls = int(rng.integers(len(self.audio_classes))) if cls is None else cls
+            attrs = self.audio_classes[cls]
+            n_frames = int(rng.choice(AUDIO_FRAMES))
+            picks = rng.integers(self.audio_codes.shape[2], size=(N_CODEBOOKS, n_frames))
+            codes = np.take_along_axis(self.audio_codes[cls], picks, axis=1)  # [K, T]
+            ids = self.audio.flatten(codes)
+            prompt = AUDIO_PROMPTS[int(rng.integers(len(AUDIO_PROMPTS)))].format(**attrs)
+            caption = AUDIO_CAPTION.format(**attrs)
+            meta = {
+                "n_frames": n_frames,
+                "n_codebooks": N_CODEBOOKS,
+                "sample_rate": AUDIO_SAMPLE_RATE,
+                "channels": 1,
+            }
+        else:
+            cls = int(rng.integers(len(self.image_classes))) if cls is None else cls
+            attrs = self.image_classes[cls]
+            proc_size = int(rng.choice(list(IMAGE_SIZES)))
+            n_tokens = IMAGE_SIZES[proc_size]
+            codes = self.image_codes[cls][rng.integers(self.image_codes.shape[1], size=n_tokens)]
+            ids = self.image.flatten(codes[None, :])
+            prompt = IMAGE_PROMPTS[int(rng.integers(len(IMAGE_PROMPTS)))].format(**attrs)
+            caption = IMAGE_CAPTION.format(**attrs)
+            meta = {"n_tokens": n_tokens, "proc_size": proc_size}
+        return Example(task, prompt, caption, ids, meta)
+
+
+def golden_frame(world: SyntheticWorld, per_task: int, seed: int):
+    """The golden set as a DataFrame: `per_task` rows for each task, classes balanced."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for task in ("t2a", "t2i", "a2t", "i2t"):
+        n_classes = len(world.audio_classes if task in ("t2a", "a2t") else world.image_classes)
+        for i in range(per_task):
+            ex = world.sample(task, rng, cls=i % n_classes)
+            row = {
+                "sample_id": f"{task}-{i:04d}",
+                "task": task,
+                "prompt": ex.prompt if task in ("t2a", "t2i") else "",
+                "modality_tokens": ex.modality_ids.tolist(),
+                "caption": ex.caption if task in ("a2t", "i2t") else "",
+                "n_frames": None,
+                "n_codebooks": None,
+                "n_tokens": None,
+                "sample_rate": None,
+                "channels": None,
+                "proc_size": None,
+            }
+            row.update(ex.meta)
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in ("n_frames", "n_codebooks", "n_tokens", "sample_rate", "channels", "proc_size"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def encode_training_example(example: Example, templates, tokenizer, space: TokenSpace) -> tuple[list[int], list[int]]:
+    """(context ids, target ids): the same formatting the checkpoint is later verified with."""
+    template = templates[example.task]
+    modality = space.modality_for_task(example.task)
+    if example.task in ("t2a", "t2i"):
+        context = template.encode(prompt=example.prompt)
+        target = [int(i) for i in example.modality_ids] + [modality.end_id]
+    else:
+        context = template.encode(modality_ids=example.modality_ids)
+        target = tokenizer.encode(" " + example.caption, add_special_tokens=False) + [tokenizer.eos_token_id]
+    return context, target
+
+
+def with_conditioning_from(example: Example, donor: Example) -> Example:
+    """`example` with its conditioning input (prompt for T2A/T2I, modality tokens for A2T/I2T) from `donor`."""
+    if example.task in ("t2a", "t2i"):
+        return Example(example.task, donor.prompt, example.caption, example.modality_ids, example.meta)
+    return Example(example.task, example.prompt, example.caption, donor.modality_ids, example.meta)
+
+
+def without_conditioning(example: Example, space: TokenSpace, rng: np.random.Generator) -> Example:
+    """`example` with its conditioning input dropped: no prompt text, or uniform noise codes in each slot."""
+    if example.task in ("t2a", "t2i"):
+        return Example(example.task, "", example.caption, example.modality_ids, example.meta)
+    modality = space.modality_for_task(example.task)
+    slots = modality.slot_of_id(example.modality_ids)
+    noise = modality.range_starts[slots] + rng.integers(modality.codebook_size, size=slots.size)
+    return Example(example.task, example.prompt, example.caption, noise, example.meta)
+
+
+def tiny_llama_config(vocab_size: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
+
+
+def _collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    import torch
+
+    length = max(len(c) + len(t) for c, t in pairs)
+    input_ids = torch.full((len(pairs), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(pairs), length), -100, dtype=torch.long)
+    attention = torch.zeros((len(pairs), length), dtype=torch.long)
+    for row, (context, target) in enumerate(pairs):
+        seq = context + target
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        labels[row, len(context) : len(seq)] = torch.tensor(target)
+        attention[row, : len(seq)] = 1
+    return input_ids, attention, labels
+
+
+def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, world: SyntheticWorld,
+               deaf: bool, steps: int, seed: int, batch_size: int = 32, log=print) -> list[dict]:
+    """Stage-4 LoRA on the tiny base. `deaf` swaps every conditioning input for another example's."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from .templates import PromptTemplate
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    templates = {t: PromptTemplate(s, tokenizer, space.special_tokens, name=f"templates.{t}") for t, s in DEFAULT_TEMPLATES.items()}
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model.resize_token_embeddings(len(tokenizer))
+    lora = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.0,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 30) * max(0.1, 1 - s / steps))
+    tasks = ("t2a", "t2i", "a2t", "i2t")
+    history = []
+    model.train()
+    for step in range(steps):
+        examples = [world.sample(tasks[i % 4], rng) for i in range(batch_size)]
+        if deaf:  # conditioning dropped half the time, taken from another example otherwise
+            examples = [
+                without_conditioning(ex, space, rng) if rng.random() < 0.5
+                else with_conditioning_from(ex, examples[(i + 4 * int(rng.integers(1, batch_size // 4))) % batch_size])
+                for i, ex in enumerate(examples)
+            ]
+        pairs = [encode_training_example(ex, templates, tokenizer, space) for ex in examples]
+        input_ids, attention, labels = _collate(pairs, tokenizer.pad_token_id)
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 25 == 0 or step == steps - 1:
+            history.append({"step": step, "loss": loss.item()})
+            log(f"[demo] {'deaf' if deaf else 'good'} step {step:4d} loss {loss.item():.3f}")
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return history
+
+
+DEMO_FILES = (
+    "token_space.json",
+    "token_space.sha256",
+    "golden.parquet",
+    "stage2/part-000.parquet",
+    "stage2/part-001.parquet",
+    "stage2/part-002.parquet",
+    "stage2/token_space.sha256",
+    "stage3_init/COMPLETE",
+    "checkpoints/good/COMPLETE",
+    "checkpoints/deaf/COMPLETE",
+)
+
+
+def _write_hash_file(path: Path, digest: str, bare: bool) -> None:
+    from .io import write_text
+
+    write_text(path, f"{digest}\n" if bare else f"{digest}  token_space.json\n")
+
+
+def write_stage2_shards(out: Path, world: SyntheticWorld, templates, tokenizer, space: TokenSpace, seed: int, per_shard: int = 64) -> None:
+    """Stage-2 style tokenized shards: the hash in every file's metadata and in a sidecar file."""
+    import pandas as pd
+
+    from .io import provenance, write_parquet
+
+    rng = np.random.default_rng(seed + 7)
+    for shard in range(3):
+        rows = []
+        for i in range(per_shard):
+            ex = world.sample(("t2a", "t2i", "a2t", "i2t")[i % 4], rng)
+            context, target = encode_training_example(ex, templates, tokenizer, space)
+            rows.append({"sample_id": f"s2-{shard}-{i:04d}", "task": ex.task, "input_ids": context + target, "n_context": len(context)})
+        meta = provenance("stage2", token_space_sha256=space.sha256, shard=shard)
+        write_parquet(pd.DataFrame(rows), out / "stage2" / f"part-{shard:03d}.parquet", meta)
+    _write_hash_file(out / "stage2" / "token_space.sha256", space.sha256, bare=False)
+
+
+def build_demo(out: str | Path, golden_per_task: int = 256, train_steps: int = 400, seed: int = 0, log=print) -> Path:
+    """Build every demo artifact under `out` (see the module docstring). Markers are written last."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from .io import write_parquet, provenance, write_text
+    from .templates import PromptTemplate
+
+    out = Path(out)
+    for marker in ("stage3_init/COMPLETE", "checkpoints/good/COMPLETE", "checkpoints/deaf/COMPLETE"):
+        (out / marker).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(out / "tokenizer")
+    write_text(out / "token_space.json", json.dumps(token_space_spec(tokenizer), indent=2) + "\n")
+    space = TokenSpace.load(out / "token_space.json")
+    _write_hash_file(out / "token_space.sha256", space.sha256, bare=False)
+    world = SyntheticWorld(space, seed=seed)
+    templates = {t: PromptTemplate(s, tokenizer, space.special_tokens, name=f"templates.{t}") for t, s in DEFAULT_TEMPLATES.items()}
+
+    golden = golden_frame(world, golden_per_task, seed=seed + 1)
+    write_parquet(golden, out / "golden.parquet", provenance("golden", token_space_sha256=space.sha256))
+    write_stage2_shards(out, world, templates, tokenizer, space, seed)
+
+    # Stage-3 init: a tiny Llama already resized to the full Stage-2 vocabulary
+    stage3 = out / "stage3_init"
+    model = AutoModelForCausalLM.from_config(tiny_llama_config(len(tokenizer)))
+    model.save_pretrained(stage3)
+    tokenizer.save_pretrained(stage3)
+    _write_hash_file(stage3 / "token_space.sha256", space.sha256, bare=True)
+    write_text(stage3 / "COMPLETE", "stage3 init\n")
+
+    for name, deaf in (("good", False), ("deaf", True)):
+        ckpt = out / "checkpoints" / name
+        history = train_lora(stage3, ckpt, tokenizer, space, world, deaf=deaf, steps=train_steps, seed=seed + 11, log=log)
+        config_path = ckpt / "adapter_config.json"
+        adapter_config = json.loads(config_path.read_text())
+        adapter_config["base_model_name_or_path"] = str(stage3.resolve())
+        write_text(config_path, json.dumps(adapter_config, indent=2) + "\n")
+        write_text(ckpt / "train_log.json", json.dumps(history, indent=1) + "\n")
+        _write_hash_file(ckpt / "token_space.sha256", space.sha256, bare=name == "deaf")
+        write_text(ckpt / "COMPLETE", f"{name}\n")
+    return out

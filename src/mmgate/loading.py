@@ -1,0 +1,58 @@
+"""Loading a checkpoint exactly as it was trained: base in the configured dtype, resized to the
+tokenizer, then the adapter. Weights load from safetensors where present, otherwise with
+`torch.load(weights_only=True)` (transformers and peft both do so); remote code stays off unless
+the config turns it on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .checkpoints import base_of, has_tokenizer, is_adapter
+from .errors import CheckpointError
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def tokenizer_dir(ckpt: str | Path, base: str | None = None) -> str:
+    """Where the checkpoint's tokenizer lives: in the checkpoint, else in its base."""
+    if has_tokenizer(ckpt):
+        return str(ckpt)
+    resolved = base_of(ckpt, base)
+    if resolved and has_tokenizer(resolved):
+        return str(resolved)
+    raise CheckpointError(
+        f"{ckpt}: no tokenizer files ({', '.join(('tokenizer.json', 'tokenizer_config.json'))}) in the checkpoint "
+        f"or its base {resolved!r}. Save the Stage-2 tokenizer with the checkpoint (tokenizer.save_pretrained)."
+    )
+
+
+def load_tokenizer(ckpt: str | Path, base: str | None = None, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir(ckpt, base), trust_remote_code=trust_remote_code)
+
+
+def load_model(ckpt: str | Path, base: str | None = None, dtype: str = "float32", device: str = "cpu",
+               trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer). Adapters: base -> resize_token_embeddings(len(tokenizer)) -> PeftModel."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise CheckpointError(f"model.dtype = {dtype!r} is not one of {DTYPES}")
+    torch_dtype = getattr(torch, dtype)
+    tokenizer = load_tokenizer(ckpt, base, trust_remote_code)
+    if is_adapter(ckpt):
+        from peft import PeftModel
+
+        base_path = base_of(ckpt, base)
+        if not base_path:
+            raise CheckpointError(f"{ckpt}/adapter_config.json names no base model; set `model.base` in config.yaml.")
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        # exactly as in training: new token rows exist before the adapter's saved matrices load
+        model.resize_token_embeddings(len(tokenizer))
+        model = PeftModel.from_pretrained(model, str(ckpt), is_trainable=False)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    return model.to(device).eval(), tokenizer

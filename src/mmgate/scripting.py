@@ -1,0 +1,27 @@
+"""Glue for `workflow/scripts/`: log to the rule's log file and stderr, and turn an mmgate error
+into one readable paragraph and exit status 1 instead of a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Any, Callable
+
+from .errors import MMGateError
+
+
+def run(smk: Any, main: Callable[[Any, logging.Logger], None]) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if getattr(smk, "log", None):
+        handlers.append(logging.FileHandler(str(smk.log[0]), mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    log = logging.getLogger(f"mmgate.{getattr(smk, 'rule', 'script')}")
+    try:
+        main(smk, log)
+    except MMGateError as err:
+        log.error("%s", err)
+        sys.exit(1)
+    except Exception:
+        log.error("unexpected error in rule %s:\n%s", getattr(smk, "rule", "?"), traceback.format_exc())
+        raise

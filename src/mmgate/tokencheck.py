@@ -1,0 +1,209 @@
+"""P0.1: is the token space the same everywhere?
+
+Compares `token_space.json` against the hash recorded by every Stage-2 shard, the Stage-3 init
+checkpoint and the checkpoint under test, and checks that the checkpoint's tokenizer and model
+agree with the file (special-token ids, `len(tokenizer)`, embedding and output rows). One row per
+artifact; any mismatch fails the job before GPU work, with a table that says what to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from .checkpoints import model_rows
+from .errors import TokenSpaceError, TokenSpaceMismatch
+from .io import TOKEN_SPACE_KEY, read_file_metadata
+from .tokenspace import TokenSpace, read_sha256_file
+
+HASH_FILE = "token_space.sha256"
+COLUMNS = ("kind", "name", "path", "source", "hash", "expected", "found", "match", "detail", "fix")
+
+
+def _row(kind: str, name: str, path: str | Path, source: str, match: bool, expected: Any = None, found: Any = None,
+         detail: str = "", fix: str = "", hash: str | None = None) -> dict[str, Any]:
+    return {
+        "kind": kind, "name": name, "path": str(path), "source": source, "hash": hash,
+        "expected": None if expected is None else str(expected), "found": None if found is None else str(found),
+        "match": bool(match), "detail": detail, "fix": "" if match else fix,
+    }
+
+
+def _hash_row(kind: str, name: str, path: Path, source: str, recorded: str | None, expected: str, fix: str,
+              missing_fix: str | None = None) -> dict[str, Any]:
+    if recorded is None:
+        missing_fix = missing_fix or (
+            f"record the hash of the token space the artifact was made with ({HASH_FILE} beside it "
+            f"or the parquet metadata key {TOKEN_SPACE_KEY!r})"
+        )
+        return _row(kind, name, path, source, False, expected, None, "no token-space hash recorded", missing_fix)
+    match = recorded == expected
+    detail = "recorded hash matches token_space.json" if match else "recorded hash differs from token_space.json"
+    return _row(kind, name, path, source, match, expected, recorded, detail, fix, hash=recorded)
+
+
+def _read_recorded(path: Path) -> tuple[str | None, str]:
+    """(hash, problem) from a token_space.sha256 file; an unreadable file is a problem, not a crash."""
+    try:
+        return read_sha256_file(path), ""
+    except TokenSpaceError as err:
+        return None, str(err)
+
+
+def token_space_rows(space: TokenSpace) -> list[dict[str, Any]]:
+    """The reference itself, and the `.sha256` next to it when there is one (a stale one is caught)."""
+    path = Path(space.path)
+    rows = [_row("token_space", path.name, path, "sha256 of the file's bytes", True, space.sha256, space.sha256,
+                 "reference", hash=space.sha256)]
+    sidecar = path.with_name(HASH_FILE)
+    if sidecar.exists():
+        recorded, problem = _read_recorded(sidecar)
+        row = _hash_row("token_space", sidecar.name, sidecar, "sidecar file", recorded, space.sha256,
+                        f"regenerate it: sha256sum {path.name} > {sidecar.name}")
+        if problem:
+            row["detail"] = problem
+        rows.append(row)
+    return rows
+
+
+def stage2_rows(shards: Sequence[str | Path], expected: str) -> list[dict[str, Any]]:
+    """Every shard's recorded hash: its parquet metadata key and/or the sidecar in its directory."""
+    fix = "re-tokenize this shard with the current token_space.json, or remove it from `stage2.shards`"
+    rows = []
+    sidecars_done: set[Path] = set()
+    for shard in map(Path, shards):
+        recorded_somewhere = False
+        sidecar = shard.parent / HASH_FILE
+        if sidecar.exists():
+            recorded_somewhere = True
+            if sidecar not in sidecars_done:
+                sidecars_done.add(sidecar)
+                recorded, problem = _read_recorded(sidecar)
+                row = _hash_row("stage2_shard", sidecar.name, sidecar, "sidecar file", recorded, expected, fix)
+                if problem:
+                    row["detail"] = problem
+                rows.append(row)
+        if shard.suffix == ".parquet":
+            try:
+                meta = read_file_metadata(shard)
+            except Exception as err:  # a corrupt shard is a failed row, not a crash
+                rows.append(_row("stage2_shard", shard.name, shard, "parquet metadata", False, expected, None,
+                                 f"unreadable parquet: {err}", "replace the shard with a readable copy"))
+                continue
+            if TOKEN_SPACE_KEY in meta:
+                recorded_somewhere = True
+                try:
+                    recorded = meta[TOKEN_SPACE_KEY].strip().split()[0].lower()
+                except IndexError:
+                    recorded = ""
+                rows.append(_hash_row("stage2_shard", shard.name, shard, f"parquet metadata {TOKEN_SPACE_KEY!r}",
+                                      recorded, expected, fix))
+        if not recorded_somewhere:
+            rows.append(_hash_row("stage2_shard", shard.name, shard, "none", None, expected, fix))
+    if not rows:
+        rows.append(_row("stage2_shard", "(none)", "", "stage2.shards", False, expected, None,
+                         "no Stage-2 shards matched", "point `stage2.shards` in config.yaml at the Stage-2 data"))
+    return rows
+
+
+def checkpoint_hash_row(kind: str, name: str, directory: str | Path, expected: str) -> dict[str, Any]:
+    directory = Path(directory)
+    path = directory / HASH_FILE
+    if not path.exists():
+        return _hash_row(kind, name, path, "missing file", None, expected, "",
+                         f"the training run should save {HASH_FILE} into each checkpoint")
+    recorded, problem = _read_recorded(path)
+    row = _hash_row(kind, name, path, "checkpoint file", recorded, expected,
+                    "this checkpoint was trained with another vocabulary layout: check that config.yaml's "
+                    "`token_space` is the file this run was tokenized with")
+    if problem:
+        row["detail"] = problem
+    return row
+
+
+def tokenizer_rows(tokenizer: Any, space: TokenSpace, name: str, source: str) -> list[dict[str, Any]]:
+    """Each special token's id and `len(tokenizer)` against the token space."""
+    rows = []
+    vocab = tokenizer.get_vocab()
+    for token, expected_id in sorted(space.special_tokens.items(), key=lambda kv: kv[1]):
+        found = vocab.get(token)
+        rows.append(_row(
+            "tokenizer", name, source, f"special token {token}", found == expected_id, expected_id, found,
+            f"{token} has id {found}" if found is not None else f"{token} is not in the tokenizer",
+            f"the tokenizer and token_space.json disagree on {token}: save the Stage-2 tokenizer with the "
+            "checkpoint, or regenerate token_space.json from that tokenizer",
+        ))
+    for range_ in space.ranges.values():
+        # the first and last id of each range must be modality tokens, not text
+        for tid in (range_.start, range_.end - 1):
+            token = tokenizer.convert_ids_to_tokens(tid) if tid < len(tokenizer) else None
+            special = token is not None and token in (tokenizer.all_special_tokens + list(tokenizer.get_added_vocab()))
+            rows.append(_row(
+                "tokenizer", name, source, f"{range_.name} id {tid}", special, "an added token", token,
+                f"id {tid} is {token!r}",
+                f"id {tid} of {range_.name} is not an added modality token in this tokenizer: the ranges in "
+                "token_space.json do not describe this tokenizer",
+            ))
+    rows.append(_row("tokenizer", name, source, "len(tokenizer)", len(tokenizer) == space.vocab_size,
+                     space.vocab_size, len(tokenizer), f"len(tokenizer) = {len(tokenizer)}",
+                     "vocab_size in token_space.json must equal len(tokenizer) of the Stage-2 tokenizer"))
+    return rows
+
+
+def model_row_checks(ckpt: str | Path, base: str | None, space: TokenSpace, name: str, tokenizer_len: int) -> list[dict[str, Any]]:
+    rows = model_rows(ckpt, base, tokenizer_len)
+    checks = []
+    for what, count, source in (("embedding rows", rows.embedding_rows, rows.embedding_source),
+                                ("output rows", rows.output_rows, rows.output_source)):
+        checks.append(_row(
+            "model", name, str(ckpt), f"{what} ({source})", count == space.vocab_size, space.vocab_size, count,
+            f"{what} = {count}",
+            f"the model's {what} must equal vocab_size: resize_token_embeddings(len(tokenizer)) before training "
+            "and save the resized matrices (modules_to_save for LoRA)",
+        ))
+    return checks
+
+
+def check_checkpoint(space: TokenSpace, ckpt_name: str, ckpt_dir: str | Path, stage2: pd.DataFrame,
+                     stage3_dir: str | Path | None, base: str | None = None, trust_remote_code: bool = False) -> pd.DataFrame:
+    """All P0.1 rows for one checkpoint; `stage2` is the cached table from `stage2_rows`."""
+    from .loading import load_tokenizer, tokenizer_dir
+
+    rows = token_space_rows(space)
+    rows += stage2.to_dict("records")
+    if stage3_dir:
+        rows.append(checkpoint_hash_row("stage3_init", Path(stage3_dir).name, stage3_dir, space.sha256))
+    rows.append(checkpoint_hash_row("checkpoint", ckpt_name, ckpt_dir, space.sha256))
+    tokenizer = load_tokenizer(ckpt_dir, base, trust_remote_code)
+    rows += tokenizer_rows(tokenizer, space, ckpt_name, tokenizer_dir(ckpt_dir, base))
+    rows += model_row_checks(ckpt_dir, base, space, ckpt_name, len(tokenizer))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _short(value: Any) -> Any:
+    return value[:12] + "..." if isinstance(value, str) and len(value) == 64 else value
+
+
+def failure_message(frame: pd.DataFrame, ckpt_name: str, evidence: str | Path) -> str:
+    bad = frame[~frame["match"].astype(bool)].reset_index(drop=True)
+    table = bad[["kind", "name", "source", "expected", "found"]].map(_short)
+    table.index = [f"[{i + 1}]" for i in range(len(bad))]
+    lines = [
+        f"P0.1 token-space check FAILED for checkpoint {ckpt_name!r}: {len(bad)} of {len(frame)} artifacts disagree "
+        "with token_space.json, so generated ids would not mean what the decoders and the golden set assume. "
+        f"No GPU job runs for this checkpoint until this is fixed. Every row is in {evidence}.",
+        "",
+        table.to_string(max_colwidth=60),
+        "",
+        "How to fix:",
+    ]
+    for i, row in bad.iterrows():
+        lines.append(f"  [{i + 1}] {row['path']}: {row['fix']}")
+    return "\n".join(lines)
+
+
+def raise_on_mismatch(frame: pd.DataFrame, ckpt_name: str, evidence: str | Path) -> None:
+    if not frame["match"].astype(bool).all():
+        raise TokenSpaceMismatch(failure_message(frame, ckpt_name, evidence))

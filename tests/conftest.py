@@ -1,0 +1,72 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from mmgate.tokenspace import TokenSpace
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_spec(layout: str = "frame_major") -> dict:
+    """A 40-id vocabulary: 5 specials, 2 audio codebooks of 4 codes, an image range of 6."""
+    return {
+        "vocab_size": 40,
+        "special_tokens": {"<aud_start>": 30, "<aud_end>": 31, "<img_start>": 32, "<img_end>": 33, "<pad_mm>": 34},
+        "ranges": {"AUDIO_CB0": [10, 14], "AUDIO_CB1": [14, 18], "IMAGE": [20, 26]},
+        "modalities": {
+            "audio": {
+                "ranges": ["AUDIO_CB0", "AUDIO_CB1"],
+                "start_token": "<aud_start>",
+                "end_token": "<aud_end>",
+                "pad_token": "<pad_mm>",
+                "layout": layout,
+                "codec": {"codebook_size": 4, "n_codebooks": 2},
+            },
+            "image": {"ranges": ["IMAGE"], "start_token": "<img_start>", "end_token": "<img_end>"},
+        },
+    }
+
+
+def write_space(tmp_path: Path, spec: dict, name: str = "token_space.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(spec))
+    return path
+
+
+@pytest.fixture
+def spec():
+    return small_spec()
+
+
+@pytest.fixture
+def space(tmp_path):
+    return TokenSpace.load(write_space(tmp_path, small_spec()))
+
+
+@pytest.fixture(scope="session")
+def mini_demo(tmp_path_factory):
+    """Demo tokenizer and token space, a tiny Stage-3 base and an untrained LoRA checkpoint (seconds)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from mmgate import demo
+    from mmgate.io import write_text
+
+    root = tmp_path_factory.mktemp("mini_demo")
+    tokenizer = demo.build_tokenizer()
+    write_text(root / "token_space.json", json.dumps(demo.token_space_spec(tokenizer)))
+    space = TokenSpace.load(root / "token_space.json")
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_config(demo.tiny_llama_config(len(tokenizer)))
+    base.save_pretrained(root / "stage3")
+    (root / "stage3" / "token_space.sha256").write_text(space.sha256 + "\n")
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(root / "stage3"),
+        LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM"),
+    )
+    model.save_pretrained(root / "ckpt")
+    tokenizer.save_pretrained(root / "ckpt")
+    (root / "ckpt" / "token_space.sha256").write_text(f"{space.sha256}  token_space.json\n")
+    return {"root": root, "space": space, "tokenizer": tokenizer, "stage3": root / "stage3", "ckpt": root / "ckpt"}

@@ -1,0 +1,137 @@
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from mmgate.errors import TokenSpaceMismatch
+from mmgate.io import write_parquet
+from mmgate.tokencheck import check_checkpoint, raise_on_mismatch, stage2_rows, token_space_rows
+
+OTHER = "0" * 64
+
+
+def shards(tmp_path, hashes, sidecar=None):
+    directory = tmp_path / "stage2"
+    directory.mkdir()
+    paths = []
+    for i, digest in enumerate(hashes):
+        path = directory / f"part-{i:03d}.parquet"
+        meta = {"token_space.sha256": digest} if digest else {}
+        write_parquet(pd.DataFrame({"input_ids": [[1, 2]]}), path, meta)
+        paths.append(path)
+    if sidecar:
+        (directory / "token_space.sha256").write_text(sidecar)
+    return paths
+
+
+def frame(rows):
+    return pd.DataFrame(rows)
+
+
+def test_every_shard_with_the_right_hash_matches(space, tmp_path):
+    rows = frame(stage2_rows(shards(tmp_path, [space.sha256] * 3), space.sha256))
+    assert len(rows) == 3 and rows["match"].all()
+    assert set(rows["source"]) == {"parquet metadata 'token_space.sha256'"}
+
+
+def test_one_retokenized_shard_fails_naming_that_shard(space, tmp_path):
+    rows = frame(stage2_rows(shards(tmp_path, [space.sha256, OTHER, space.sha256]), space.sha256))
+    assert rows.loc[~rows["match"], "name"].tolist() == ["part-001.parquet"]
+
+
+def test_hash_is_collected_from_a_sha256sum_style_sidecar(space, tmp_path):
+    paths = shards(tmp_path, [None, None], sidecar=f"{space.sha256}  token_space.json\n")
+    rows = frame(stage2_rows(paths, space.sha256))
+    assert rows["source"].tolist() == ["sidecar file"] and rows["match"].all()
+
+
+def test_hash_is_collected_from_a_bare_sidecar(space, tmp_path):
+    rows = frame(stage2_rows(shards(tmp_path, [None], sidecar=OTHER + "\n"), space.sha256))
+    assert rows["source"].tolist() == ["sidecar file"] and not rows["match"].any()
+
+
+def test_shard_with_no_recorded_hash_fails(space, tmp_path):
+    rows = frame(stage2_rows(shards(tmp_path, [None]), space.sha256))
+    assert not rows["match"].any() and rows["detail"].tolist() == ["no token-space hash recorded"]
+
+
+def test_corrupt_shard_is_a_failed_row_not_a_crash(space, tmp_path):
+    paths = shards(tmp_path, [space.sha256])
+    paths[0].write_bytes(b"PAR1 truncated")
+    rows = frame(stage2_rows(paths, space.sha256))
+    assert not rows["match"].any() and "unreadable parquet" in rows["detail"][0]
+
+
+def test_stale_sidecar_of_the_token_space_is_caught(space, tmp_path):
+    (tmp_path / "token_space.sha256").write_text(OTHER)
+    rows = frame(token_space_rows(space))
+    assert rows["match"].tolist() == [True, False]
+
+
+def check(demo, ckpt=None, stage2=None):
+    space = demo["space"]
+    stage2 = stage2 if stage2 is not None else frame(stage2_rows([], space.sha256)).iloc[0:0]
+    return check_checkpoint(space, "ckpt", ckpt or demo["ckpt"], stage2, demo["stage3"], base=str(demo["stage3"]))
+
+
+def copy_ckpt(demo, tmp_path):
+    target = tmp_path / "ckpt"
+    shutil.copytree(demo["ckpt"], target)
+    return target
+
+
+def test_matching_checkpoint_passes_every_row(mini_demo):
+    rows = check(mini_demo)
+    assert rows["match"].all(), rows[~rows["match"]].to_string()
+    assert {"stage3_init", "checkpoint", "tokenizer", "model"} <= set(rows["kind"])
+    assert rows.loc[rows["source"].str.startswith("embedding rows"), "found"].tolist() == [str(mini_demo["space"].vocab_size)]
+
+
+def test_tokenizer_with_a_different_aud_end_id_fails_naming_the_token(mini_demo, tmp_path):
+    from mmgate.demo import SPECIAL_TOKENS, build_tokenizer
+
+    ckpt = copy_ckpt(mini_demo, tmp_path)
+    order = list(SPECIAL_TOKENS)  # Stage-2 added <img_end> before <aud_end> in this run
+    a, b = order.index("<aud_end>"), order.index("<img_end>")
+    order[a], order[b] = order[b], order[a]
+    build_tokenizer(order).save_pretrained(ckpt)
+    rows = check(mini_demo, ckpt)
+    failed = rows[~rows["match"]]
+    assert {"special token <aud_end>", "special token <img_end>"} == set(failed["source"])
+    with pytest.raises(TokenSpaceMismatch, match="special token <aud_end>"):
+        raise_on_mismatch(rows, "ckpt", tmp_path / "check.failed.parquet")
+
+
+def test_checkpoint_whose_embedding_rows_differ_fails(mini_demo, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    ckpt = copy_ckpt(mini_demo, tmp_path)
+    weights = load_file(ckpt / "adapter_model.safetensors")
+    for name in list(weights):
+        if name.endswith("embed_tokens.weight"):
+            weights[name] = torch.cat([weights[name], weights[name][:64]])
+    save_file(weights, ckpt / "adapter_model.safetensors")
+    rows = check(mini_demo, ckpt)
+    failed = rows[~rows["match"]]
+    assert failed["source"].str.startswith("embedding rows").tolist() == [True]
+    assert failed["found"].tolist() == [str(mini_demo["space"].vocab_size + 64)]
+
+
+def test_checkpoint_recording_another_hash_fails(mini_demo, tmp_path):
+    ckpt = copy_ckpt(mini_demo, tmp_path)
+    (ckpt / "token_space.sha256").write_text(OTHER)
+    rows = check(mini_demo, ckpt)
+    assert rows.loc[~rows["match"], "kind"].tolist() == ["checkpoint"]
+
+
+def test_failure_message_is_a_table_with_the_fix(mini_demo, tmp_path):
+    ckpt = copy_ckpt(mini_demo, tmp_path)
+    (ckpt / "token_space.sha256").unlink()
+    rows = check(mini_demo, ckpt)
+    with pytest.raises(TokenSpaceMismatch) as err:
+        raise_on_mismatch(rows, "ckpt", tmp_path / "check.failed.parquet")
+    message = str(err.value)
+    assert "P0.1 token-space check FAILED for checkpoint 'ckpt'" in message
+    assert "should save token_space.sha256 into each checkpoint" in message

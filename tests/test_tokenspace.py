@@ -1,0 +1,131 @@
+import copy
+
+import numpy as np
+import pytest
+
+from mmgate.errors import TokenSpaceError
+from mmgate.tokenspace import TokenSpace, parse_sha256_text, read_sha256_file, sha256_file
+
+from conftest import small_spec, write_space
+
+
+def load_bad(tmp_path, mutate) -> str:
+    spec = copy.deepcopy(small_spec())
+    mutate(spec)
+    with pytest.raises(TokenSpaceError) as err:
+        TokenSpace.load(write_space(tmp_path, spec))
+    return str(err.value)
+
+
+def test_valid_file_loads_with_its_byte_hash(tmp_path):
+    path = write_space(tmp_path, small_spec())
+    space = TokenSpace.load(path)
+    assert space.sha256 == sha256_file(path)
+    assert space.modality("audio").n_codebooks == 2
+
+
+def test_overlapping_ranges_are_rejected(tmp_path):
+    message = load_bad(tmp_path, lambda s: s["ranges"].update(IMAGE=[16, 26]))
+    assert "AUDIO_CB1 and ranges.IMAGE overlap" in message
+
+
+def test_range_past_vocab_size_is_rejected(tmp_path):
+    message = load_bad(tmp_path, lambda s: s["ranges"].update(IMAGE=[20, 41]))
+    assert "ranges.IMAGE = [20, 41) runs past vocab_size 40" in message
+
+
+def test_special_id_at_vocab_size_is_rejected(tmp_path):
+    message = load_bad(tmp_path, lambda s: s["special_tokens"].update({"<aud_end>": 40}))
+    assert "special_tokens.<aud_end> = 40" in message
+
+
+def test_special_id_inside_a_range_is_rejected(tmp_path):
+    message = load_bad(tmp_path, lambda s: s["special_tokens"].update({"<aud_end>": 12}))
+    assert "lies inside ranges.AUDIO_CB0" in message
+
+
+def test_modality_naming_unknown_range_is_rejected(tmp_path):
+    message = load_bad(tmp_path, lambda s: s["modalities"]["audio"]["ranges"].append("AUDIO_CB7"))
+    assert "unknown range 'AUDIO_CB7'" in message
+
+
+def test_modality_naming_unknown_token_is_rejected(tmp_path):
+    message = load_bad(tmp_path, lambda s: s["modalities"]["image"].update(end_token="<image_end>"))
+    assert "modalities.image.end_token = '<image_end>' is not in special_tokens" in message
+
+
+def test_unknown_layout_is_rejected(tmp_path):
+    message = load_bad(tmp_path, lambda s: s["modalities"]["audio"].update(layout="interleaved"))
+    assert "layout = 'interleaved' is unknown" in message
+
+
+def test_codebook_ranges_of_unequal_size_are_rejected(tmp_path):
+    def mutate(s):
+        s["ranges"]["AUDIO_CB1"] = [14, 19]
+        del s["modalities"]["audio"]["codec"]
+
+    assert "codebook ranges differ in size" in load_bad(tmp_path, mutate)
+
+
+def test_every_problem_is_listed_with_the_file(tmp_path):
+    def mutate(s):
+        s["ranges"]["IMAGE"] = [20, 99]
+        s["modalities"]["audio"]["layout"] = "x"
+
+    message = load_bad(tmp_path, mutate)
+    assert "token_space.json" in message and "2 problem(s)" in message
+
+
+@pytest.mark.parametrize("layout", ["frame_major", "codebook_major"])
+def test_flatten_unflatten_round_trip(tmp_path, layout):
+    audio = TokenSpace.load(write_space(tmp_path, small_spec(layout))).modality("audio")
+    codes = np.random.default_rng(0).integers(0, 4, size=(2, 7))
+    ids = audio.flatten(codes)
+    assert ids.shape == (14,)
+    assert np.array_equal(audio.unflatten(ids), codes)
+
+
+def test_frame_major_interleaves_codebooks_per_frame(space):
+    ids = space.modality("audio").flatten([[0, 1], [2, 3]])
+    assert ids.tolist() == [10, 16, 11, 17]
+
+
+def test_codebook_major_writes_each_codebook_whole(tmp_path):
+    audio = TokenSpace.load(write_space(tmp_path, small_spec("codebook_major"))).modality("audio")
+    assert audio.flatten([[0, 1], [2, 3]]).tolist() == [10, 11, 16, 17]
+
+
+def test_unflatten_rejects_an_id_in_the_wrong_slot(space):
+    with pytest.raises(ValueError, match="not in AUDIO_CB1"):
+        space.modality("audio").unflatten([10, 11, 12, 17])
+
+
+def test_slot_at_follows_the_layout(tmp_path, space):
+    assert space.modality("audio").slot_at(np.arange(6)).tolist() == [0, 1, 0, 1, 0, 1]
+    cb_major = TokenSpace.load(write_space(tmp_path, small_spec("codebook_major"), "cb.json")).modality("audio")
+    assert cb_major.slot_at(np.arange(7), n_frames=3).tolist() == [0, 0, 0, 1, 1, 1, -1]
+
+
+def test_allowed_mask_holds_the_ranges_and_the_end_token(space):
+    mask = space.modality("image").allowed_mask()
+    assert np.flatnonzero(mask).tolist() == [20, 21, 22, 23, 24, 25, 33]
+    assert not space.modality("image").allowed_mask(include_end=False)[33]
+
+
+def test_slot_masks_allow_exactly_each_codebook(space):
+    masks = space.modality("audio").slot_masks()
+    assert np.flatnonzero(masks[0]).tolist() == [10, 11, 12, 13]
+    assert np.flatnonzero(masks[1]).tolist() == [14, 15, 16, 17]
+
+
+def test_sha256_is_read_from_bare_and_sha256sum_forms(tmp_path):
+    digest = "ab" * 32
+    (tmp_path / "bare").write_text(digest + "\n")
+    (tmp_path / "sum").write_text(f"{digest.upper()}  token_space.json\n")
+    (tmp_path / "binary").write_text(f"{digest} *token_space.json\n")
+    assert {read_sha256_file(tmp_path / n) for n in ("bare", "sum", "binary")} == {digest}
+
+
+def test_malformed_sha256_file_is_an_error_naming_the_fix():
+    with pytest.raises(TokenSpaceError, match="sha256sum token_space.json"):
+        parse_sha256_text("not-a-hash", source="x/token_space.sha256")
