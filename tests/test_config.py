@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmgate.checkpoints import checkpoint_step, discover_checkpoints
+from mmgate.config import load_config, validate_config
+from mmgate.demo import DEFAULT_TEMPLATES
+from mmgate.errors import CheckpointError, ConfigError
+
+from conftest import REPO
+
+
+def demo_config():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_bundled_config_is_valid_and_gets_schema_defaults():
+    config = load_config(REPO / "config" / "config.yaml")
+    assert config["model"]["trust_remote_code"] is False
+    assert config["sharding"]["samples_per_shard"] == 128
+
+
+def test_real_model_example_config_is_valid():
+    config = load_config(REPO / "config" / "examples" / "real-7b-lora.yaml")
+    assert config["demo"]["build"] is False and config["checkpoint_glob"]
+
+
+def test_demo_config_templates_are_the_ones_the_demo_trained_with():
+    assert demo_config()["templates"] == DEFAULT_TEMPLATES
+
+
+def test_misspelled_key_is_named_with_the_allowed_keys():
+    config = demo_config()
+    config["model"]["dtyp"] = config["model"].pop("dtype")
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    message = str(err.value)
+    assert "model: 'dtype' is a required property" in message
+    assert "'dtyp' was unexpected" in message and "allowed keys here" in message
+
+
+def test_bad_value_names_its_key_path():
+    config = demo_config()
+    config["sharding"]["samples_per_shard"] = 0
+    with pytest.raises(ConfigError, match="sharding.samples_per_shard: 0 is less than the minimum of 1"):
+        validate_config(config)
+
+
+def make_ckpt(root: Path, name: str, complete: bool) -> Path:
+    path = root / name
+    path.mkdir(parents=True)
+    if complete:
+        (path / "COMPLETE").write_text("")
+    return path
+
+
+def test_checkpoint_without_its_marker_is_not_picked_up(tmp_path):
+    make_ckpt(tmp_path, "checkpoint-1000", complete=True)
+    make_ckpt(tmp_path, "checkpoint-2000", complete=False)
+    found = discover_checkpoints({}, str(tmp_path / "checkpoint-*"), "COMPLETE")
+    assert list(found.checkpoints) == ["checkpoint-1000"]
+    assert "checkpoint-2000" in found.skipped[0] and "completion marker" in found.skipped[0]
+
+
+def test_explicit_map_and_glob_combine(tmp_path):
+    explicit = {"init": str(make_ckpt(tmp_path / "other", "init", complete=True))}
+    make_ckpt(tmp_path, "checkpoint-500", complete=True)
+    found = discover_checkpoints(explicit, str(tmp_path / "checkpoint-*"), "COMPLETE")
+    assert sorted(found.checkpoints) == ["checkpoint-500", "init"]
+
+
+def test_explicit_checkpoint_that_does_not_exist_is_skipped_with_a_reason(tmp_path):
+    found = discover_checkpoints({"x": str(tmp_path / "nope")}, None, "COMPLETE")
+    assert found.checkpoints == {} and "does not exist" in found.skipped[0]
+
+
+def test_two_checkpoints_with_one_name_is_an_error(tmp_path):
+    a = make_ckpt(tmp_path / "a", "checkpoint-1", complete=True)
+    make_ckpt(tmp_path / "b", "checkpoint-1", complete=True)
+    with pytest.raises(CheckpointError, match="two checkpoints are named 'checkpoint-1'"):
+        discover_checkpoints({"checkpoint-1": str(a)}, str(tmp_path / "b" / "checkpoint-*"), "COMPLETE")
+
+
+def test_checkpoint_step_is_the_last_number_in_the_name():
+    assert checkpoint_step("checkpoint-2000") == 2000 and checkpoint_step("good") is None

@@ -1,0 +1,138 @@
+"""The Snakemake workflow as users run it: lint, formatting, the planned DAG, and the demo end to end."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from mmgate.io import read_parquet, read_provenance, write_parquet
+
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def snakemake(*args, cwd=REPO, check=True, timeout=1800):
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint")
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_snakefmt_check_passes():
+    proc = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dry_run_plans_every_stage_with_shards_from_the_golden_set_size(tmp_path):
+    proc = snakemake("-n", "-d", str(tmp_path), "--configfile", str(REPO / "config" / "config.yaml"))
+    counts = job_counts(proc.stdout)
+    # 2 checkpoints; 256 golden rows per task at 128 per shard -> 2 shards per task
+    assert counts == {
+        "demo": 1, "token_space_stage2": 1, "token_space": 2,
+        "generate": 2 * 2 * 2 * 2, "decode": 2 * 2 * 2, "fingerprint": 2 * 2,
+        "ablate": 2 * 4 * 2, "ablation_summary": 2 * 4, "report": 2, "trend": 1, "all": 1,
+        "total": 60,
+    }
+
+
+@pytest.fixture(scope="module")
+def demo_workdir(tmp_path_factory):
+    """The README's demo, run by Snakemake in a fresh working directory (builds and trains the demo)."""
+    workdir = tmp_path_factory.mktemp("demo_run")
+    snakemake("check_token_space", "--cores", "2", "-d", str(workdir), "--configfile", str(REPO / "config" / "config.yaml"))
+    return workdir
+
+
+@pytest.mark.slow
+def test_demo_ends_with_a_passing_token_space_check_for_both_checkpoints(demo_workdir):
+    for ckpt in ("good", "deaf"):
+        path = demo_workdir / f"results/token_space/ckpt={ckpt}/check.parquet"
+        rows = read_parquet(path)
+        assert rows["match"].all()
+        assert {"token_space", "stage2_shard", "stage3_init", "checkpoint", "tokenizer", "model"} <= set(rows["kind"])
+        assert (rows["kind"] == "stage2_shard").sum() == 4  # three shards and their sidecar
+        meta = read_provenance(path)
+        assert meta["schema_version"] == 1 and meta["checkpoint"] == ckpt and "torch" in meta["packages"]
+
+
+@pytest.mark.slow
+def test_second_run_schedules_nothing(demo_workdir):
+    proc = snakemake("check_token_space", "-n", "-d", str(demo_workdir), "--configfile", str(REPO / "config" / "config.yaml"))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_a_retokenized_shard_fails_the_gate_naming_the_shard(demo_workdir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_workdir / "resources" / "demo", data)
+    shard = data / "stage2" / "part-001.parquet"
+    write_parquet(read_parquet(shard), shard, {"token_space.sha256": "f" * 64})
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    text = yaml.safe_dump(config).replace("resources/demo", str(data))
+    config = yaml.safe_load(text)
+    config["demo"]["build"] = False
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    proc = snakemake("check_token_space", "--cores", "2", "-d", str(tmp_path), "--keep-going", "--configfile", str(config_path),
+                     check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs" / "token_space" / "good.log").read_text()
+    assert "P0.1 token-space check FAILED for checkpoint 'good'" in log
+    assert "part-001.parquet" in log and "re-tokenize this shard" in log
+    evidence = read_parquet(tmp_path / "results/token_space/ckpt=good/check.failed.parquet")
+    assert evidence.loc[~evidence["match"], "name"].tolist() == ["part-001.parquet"]
+    assert not (tmp_path / "results/token_space/ckpt=good/check.parquet").exists()
+
+
+@pytest.mark.slow
+def test_demo_good_checkpoint_uses_its_conditioning_and_deaf_does_not(demo_workdir):
+    """Teacher-forced loss with the correct vs another example's conditioning input, per task."""
+    import numpy as np
+    import torch
+
+    from mmgate import demo
+    from mmgate.golden import load_golden
+    from mmgate.loading import load_model
+    from mmgate.templates import PromptTemplate
+    from mmgate.tokenspace import TokenSpace
+
+    root = demo_workdir / "resources" / "demo"
+    space = TokenSpace.load(root / "token_space.json")
+    golden = load_golden(root / "golden.parquet", space)
+    results = {}
+    for ckpt in ("good", "deaf"):
+        model, tokenizer = load_model(root / "checkpoints" / ckpt, base=str(root / "stage3_init"))
+        templates = {t: PromptTemplate(s, tokenizer, space.special_tokens) for t, s in demo.DEFAULT_TEMPLATES.items()}
+        for task, rows in golden.groupby("task"):
+            examples = [demo.Example(r.task, r.prompt, r.caption, r.modality_tokens, {}) for r in rows.itertuples()][:96]
+            shuffled = [demo.with_conditioning_from(ex, examples[(i + 1) % len(examples)]) for i, ex in enumerate(examples)]
+            losses = []
+            for batch in (examples, shuffled):
+                ids, attention, labels = demo._collate([demo.encode_training_example(e, templates, tokenizer, space) for e in batch], tokenizer.pad_token_id)
+                with torch.no_grad():
+                    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100)
+                mask = (labels[:, 1:] != -100).float()
+                losses.append(((nll * mask).sum(1) / mask.sum(1)).numpy())
+            results[ckpt, task] = float(np.mean(losses[0] < losses[1]))
+    for task in ("t2a", "t2i", "a2t", "i2t"):
+        assert results["good", task] >= 0.8, results
+        assert results["deaf", task] <= 0.65, results
