@@ -15,7 +15,7 @@ def modality(tmp_path, layout, name="audio"):
     return TokenSpace.load(write_space(tmp_path, small_spec(layout), f"{layout}.json")).modality(name)
 
 
-def reference_allowed(m, position: int, n_frames: int) -> set[int]:
+def reference_allowed(m, position: int, n_frames: int, min_length: int = 0) -> set[int]:
     """Slow, per-id statement of the rules, independent of the processor's tensor tables."""
     k = m.n_codebooks
     allowed = set()
@@ -23,9 +23,9 @@ def reference_allowed(m, position: int, n_frames: int) -> set[int]:
         in_slot = [m.ranges[s].start <= token < m.ranges[s].end for s in range(k)]
         if token == m.end_id:
             if k == 1:
-                ok = position >= 1
+                ok = position >= max(1, min_length)
             elif m.layout == "frame_major":
-                ok = position >= k and position % k == 0
+                ok = position >= max(k, min_length) and position % k == 0
             else:
                 ok = position >= k * n_frames
         elif k == 1:
@@ -40,20 +40,27 @@ def reference_allowed(m, position: int, n_frames: int) -> set[int]:
 
 
 @pytest.mark.parametrize("layout,name", [("frame_major", "audio"), ("codebook_major", "audio"), ("frame_major", "image")])
-def test_allows_exactly_the_reference_ids_at_random_positions_with_mixed_starts(tmp_path, layout, name):
+@pytest.mark.parametrize("starts", ["per_row", "shared", "shared_same_frames"])
+def test_allows_exactly_the_reference_ids_at_random_positions(tmp_path, layout, name, starts):
     m = modality(tmp_path, layout, name)
     rng = np.random.default_rng(0)
-    for _ in range(40):
+    for _ in range(60):
         batch, width = 5, int(rng.integers(12, 30))
-        span_start = torch.tensor(rng.integers(1, width, size=batch))  # rows at different positions
+        if starts == "per_row":  # rows at different positions: the tensor path
+            span_start = torch.tensor(rng.integers(1, width, size=batch))
+        else:  # a left-padded batch: one start column, the broadcast path where rows agree
+            span_start = int(rng.integers(1, width))
         n_frames = torch.tensor(rng.integers(1, 6, size=batch))
-        processor = ModalityConstraint(m, span_start, n_frames=n_frames)
+        if starts == "shared_same_frames":
+            n_frames[:] = n_frames[0]
+        min_length = torch.tensor(rng.integers(0, 12, size=batch))
+        processor = ModalityConstraint(m, span_start, n_frames=n_frames, min_length=min_length)
         scores = torch.randn(batch, m.vocab_size)
         out = processor(torch.zeros(batch, width, dtype=torch.long), scores)
         for row in range(batch):
-            position = width - int(span_start[row])
+            position = width - int(span_start[row] if starts == "per_row" else span_start)
             got = set(torch.isfinite(out[row]).nonzero().flatten().tolist())
-            assert got == reference_allowed(m, position, int(n_frames[row])), (layout, name, position)
+            assert got == reference_allowed(m, position, int(n_frames[row]), int(min_length[row])), (layout, name, position)
             assert torch.equal(out[row][torch.isfinite(out[row])], scores[row][torch.isfinite(out[row])])
 
 
@@ -70,6 +77,14 @@ def test_end_token_only_at_frame_boundaries(tmp_path):
     end_allowed = [bool(torch.isfinite(processor(torch.zeros(1, p, dtype=torch.long), torch.zeros(1, m.vocab_size))[0, m.end_id]))
                    for p in range(7)]
     assert end_allowed == [False, False, True, False, True, False, True]
+
+
+def test_end_token_is_held_until_each_rows_min_length(tmp_path):
+    m = modality(tmp_path, "frame_major")
+    processor = ModalityConstraint(m, span_start=0, min_length=torch.tensor([2, 6]))
+    end_allowed = [torch.isfinite(processor(torch.zeros(2, p, dtype=torch.long), torch.zeros(2, m.vocab_size))[:, m.end_id]).tolist()
+                   for p in (2, 4, 6)]
+    assert end_allowed == [[True, False], [True, False], [True, True]]
 
 
 def test_half_precision_rows_stay_constrained_and_finite(tmp_path):

@@ -17,11 +17,13 @@ class ModalityConstraint(LogitsProcessor):
     and the end token only at a frame boundary (`frame_major`: after a whole frame; `codebook_major`:
     after all `K * T` tokens). For images (one range) it allows the IMAGE range and the end token.
 
-    The masks are built once per modality on the model's device; each step is one gather and one
-    `masked_fill` for the whole batch, with no Python loop over rows and no host sync. Disallowed ids
-    get `-inf`, so half precision cannot leave a row unconstrained; a row whose allowed scores are
-    all `-inf` (an fp16 overflow, or `min_new_tokens` hiding the only allowed end token) gets them
-    reset to 0 rather than a NaN distribution.
+    The masks are built once per modality on the model's device. A step is one `clamp` and one
+    `masked_fill` for the whole batch, with no Python loop over rows and no host sync: when every
+    row is in the same state (a left-padded batch, outside the few steps where rows differ in
+    whether they may end) one mask row is broadcast; otherwise the per-row masks are gathered.
+    Disallowed ids get `-inf`, so half precision cannot leave a row unconstrained; allowed ids
+    whose score is already `-inf` (an fp16 overflow, or `min_new_tokens` hiding the only allowed
+    end token) are raised to a finite floor, so sampling never sees a row of all `-inf`.
 
     Args:
         modality (`Modality`):
@@ -32,6 +34,10 @@ class ModalityConstraint(LogitsProcessor):
             row; pass a tensor when rows start at different columns.
         n_frames (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Frames per row; required for `codebook_major` layouts, where the slot depends on `T`.
+        min_length (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Per-row span length before which the end token is not allowed (a per-sample
+            `min_new_tokens` that cannot empty a row's distribution): pass the expected length so
+            that every constrained generation can be sliced to exactly that many tokens.
         device (`torch.device` or `str`, *optional*):
             Where the masks live; the model's device.
 
@@ -63,40 +69,82 @@ class ModalityConstraint(LogitsProcessor):
     """
 
     def __init__(self, modality: Modality, span_start: int | torch.Tensor, n_frames: torch.Tensor | None = None,
-                 device: torch.device | str | None = None):
+                 min_length: torch.Tensor | None = None, device: torch.device | str | None = None):
         self.modality = modality
-        self.n_codebooks = modality.n_codebooks
-        if modality.layout == "codebook_major" and self.n_codebooks > 1 and n_frames is None:
+        k = self.n_codebooks = modality.n_codebooks
+        if modality.layout == "codebook_major" and k > 1 and n_frames is None:
             raise ValueError("ModalityConstraint: a codebook_major modality needs n_frames per row")
-        k = self.n_codebooks
         slots = torch.from_numpy(modality.slot_masks())  # [K, V]
         end_only = torch.zeros(1, modality.vocab_size, dtype=torch.bool)
         end_only[0, modality.end_id] = True
-        # state s: slot s only (s < K), slot s - K or the end token (K <= s < 2K), the end token only (2K)
-        self.allowed = torch.cat([slots, slots | end_only, end_only]).to(device)  # [2K+1, V]
+        # state s allows: slot s (s < K); slot s - K or the end token (K <= s < 2K); the end token only (2K)
+        allowed = torch.cat([slots, slots | end_only, end_only])  # [2K+1, V]
+        # additive: a broadcast add is far cheaper than masked_fill with a broadcast boolean mask
+        self.additive = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf")).to(device)
+        self._additive_by = {}
+        # Host copies of the per-row settings, taken once, decide on the host whether all rows share a
+        # state at a step (the common case: one mask row broadcast over the batch, no gather, no sync).
+        self._span_start = span_start if isinstance(span_start, int) else None
         self.span_start = torch.as_tensor(span_start, dtype=torch.long, device=device)
-        self.n_frames = None if n_frames is None else torch.as_tensor(n_frames, dtype=torch.long, device=device)
+        min_length = torch.as_tensor(1 if min_length is None else min_length, dtype=torch.long).clamp(min=1)
+        self._min_length_range = (int(min_length.min()), int(min_length.max()))
+        self.min_length = min_length.to(device)
+        self.n_frames = None
+        self._n_frames = None
+        if n_frames is not None:
+            n_frames = torch.as_tensor(n_frames, dtype=torch.long)
+            self._n_frames = int(n_frames[0]) if bool((n_frames == n_frames.reshape(-1)[0]).all()) else None
+            self.n_frames = n_frames.to(device)
 
-    def state(self, input_ids: torch.LongTensor) -> torch.LongTensor:
-        """Row of `self.allowed` for each sequence at the next position, shape `(batch_size,)`."""
+    def _may_end(self, position: int) -> bool | torch.Tensor:
+        low, high = self._min_length_range
+        if position >= high:
+            return True
+        if position < low:
+            return False
+        return position >= self.min_length  # rows differ at this step: [B] bool
+
+    def state(self, input_ids: torch.LongTensor) -> int | torch.LongTensor:
+        """Row of the mask table for the next position: one int for the whole batch, or one per row `(batch_size,)`."""
         k = self.n_codebooks
-        position = input_ids.shape[1] - self.span_start.to(input_ids.device)  # [B] or scalar
+        if self._span_start is None:
+            return self._row_states(input_ids)
+        position = input_ids.shape[1] - self._span_start
+        if k > 1 and self.modality.layout == "codebook_major":
+            if self._n_frames is None:
+                return self._row_states(input_ids)
+            slot = position // self._n_frames
+            return 2 * k if slot >= k else slot  # the end token only after all K*T tokens
+        slot = position % k
+        if slot != 0 or position == 0:
+            return slot
+        may_end = self._may_end(position)
+        if isinstance(may_end, bool):
+            return k if may_end else 0
+        return k * may_end.long()
+
+    def _row_states(self, input_ids: torch.LongTensor) -> torch.LongTensor:
+        """The general case, every row at its own position: tensor ops only, no host sync."""
+        k = self.n_codebooks
+        position = input_ids.shape[1] - self.span_start.to(input_ids.device)
         position = position.expand(input_ids.shape[0]) if position.dim() == 0 else position
-        if k == 1:
-            return torch.where(position > 0, k, 0)  # image: the range, and the end after one token
-        if self.modality.layout == "frame_major":
-            slot = position % k
-            boundary = (slot == 0) & (position > 0)
-            return slot + k * boundary.long()
-        n_frames = self.n_frames.to(input_ids.device)
-        slot = torch.div(position, n_frames, rounding_mode="floor")
-        return torch.where(slot >= k, 2 * k, slot)
+        if k > 1 and self.modality.layout == "codebook_major":
+            slot = torch.div(position, self.n_frames.to(input_ids.device), rounding_mode="floor")
+            return torch.where(slot >= k, 2 * k, slot)
+        slot = position % k
+        may_end = (slot == 0) & (position >= self.min_length.to(input_ids.device))
+        return slot + k * may_end.long()
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        allowed = self.allowed.to(scores.device)[self.state(input_ids)]  # [B, V]
-        masked = scores.masked_fill(~allowed, float("-inf"))
-        dead = torch.isneginf(masked).all(dim=-1, keepdim=True)  # [B, 1]
-        return torch.where(dead & allowed, torch.zeros_like(masked), masked)
+        key = (scores.device, scores.dtype)
+        if key not in self._additive_by:
+            self._additive_by[key] = self.additive.to(device=scores.device, dtype=scores.dtype)
+        mask = self._additive_by[key][self.state(input_ids)]  # [V] for the whole batch, or [B, V]
+        # Scores are first clamped to a finite range: allowed ids that are already -inf (fp16
+        # overflow, or min_new_tokens hiding the end token) get a floor that stays finite after any
+        # temperature >= 1/1024, so no row is left with nothing to sample, and no +inf meets -inf.
+        info = torch.finfo(scores.dtype)
+        return scores.clamp(min=info.min / 1024, max=info.max).add_(mask)
 
 
 class RowBudget(StoppingCriteria):

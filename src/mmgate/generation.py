@@ -32,6 +32,7 @@ class GenerationSettings:
     top_p: float = 1.0
     repetition_penalty: float = 1.0
     length_margin: int = 8
+    hold_end_until_expected: bool = True
     batch_size: int = 32
     seed: int = 0
 
@@ -124,7 +125,8 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
         processors = LogitsProcessorList()
         if mode == "constrained":
             frames = None if n_frames is None else torch.from_numpy(n_frames)
-            processors.append(ModalityConstraint(modality, span_start=width, n_frames=frames, device=device))
+            min_length = torch.from_numpy(expected) if settings.hold_end_until_expected else None
+            processors.append(ModalityConstraint(modality, span_start=width, n_frames=frames, min_length=min_length, device=device))
         stopping = StoppingCriteriaList([RowBudget(width, torch.from_numpy(budgets).to(device))])
         seed = (settings.seed * 1_000_003 + zlib.crc32(",".join(batch["sample_id"]).encode())) % (2**31)
         torch.manual_seed(seed)
@@ -164,3 +166,24 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
         if column in frame:
             frame[column] = frame[column].astype("Int64")
     return frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
+
+
+def generate_shard(space: TokenSpace, golden: pd.DataFrame, ckpt_dir: str, task: str, mode: str, shard: int,
+                   samples_per_shard: int, template_text: str, model_config: dict[str, Any],
+                   settings: GenerationSettings, progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Load the checkpoint and generate one shard; returns (rows, metadata for the parquet file)."""
+    from .golden import task_shard
+    from .loading import load_model, resolve_device
+
+    rows = task_shard(golden, task, shard, samples_per_shard)
+    device = resolve_device(model_config.get("device", "auto"))
+    model, tokenizer = load_model(ckpt_dir, model_config.get("base"), model_config["dtype"], device,
+                                  model_config.get("trust_remote_code", False))
+    template = PromptTemplate(template_text, tokenizer, space.special_tokens, name=f"templates.{task}")
+    frame = generate_rows(model, tokenizer, space, rows, task, template, mode, settings, progress=progress)
+    meta = {
+        "task": task, "mode": mode, "shard": shard, "checkpoint_dir": str(ckpt_dir),
+        "base": model_config.get("base"), "dtype": model_config["dtype"], "device": str(device),
+        "tokenizer_len": len(tokenizer), "template": template_text, "settings": asdict(settings),
+    }
+    return frame, meta

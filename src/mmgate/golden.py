@@ -168,3 +168,15 @@ def _check_tokens(row: dict[str, Any], modality) -> list[str]:
         if wrong.size:
             bad.append(f"{wrong.size} token(s) in the wrong codebook for the {modality.layout} layout, first at position {int(wrong[0])}")
     return bad
+
+
+def task_shard(frame: pd.DataFrame, task: str, shard: int, samples_per_shard: int) -> pd.DataFrame:
+    """Rows of shard `shard` of one task: the task's rows ordered by sample_id, cut every `samples_per_shard`."""
+    rows = frame[frame["task"] == task].sort_values("sample_id", kind="stable")
+    part = rows.iloc[shard * samples_per_shard : (shard + 1) * samples_per_shard]
+    if part.empty:
+        raise GoldenSetError(
+            f"shard {shard} of task {task} is empty ({len(rows)} rows at {samples_per_shard} per shard): the golden set "
+            "changed since the workflow was planned; rerun snakemake so that it recomputes the shard count."
+        )
+    return part

@@ -14,6 +14,15 @@ from .errors import CheckpointError
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+def resolve_device(device: str = "auto") -> str:
+    """`auto` is the first CUDA device when there is one, else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def tokenizer_dir(ckpt: str | Path, base: str | None = None) -> str:
     """Where the checkpoint's tokenizer lives: in the checkpoint, else in its base."""
     if has_tokenizer(ckpt):

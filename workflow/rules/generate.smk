@@ -1,10 +1,11 @@
-# Planned stages (issues #3 and #4). The rules fix the DAG and the file layout; their script
-# stops with a message naming the issue that implements it, so nothing pretends to work.
+# Generation (P0.2, P1.1), then the planned decode and fingerprint stages (issue #4): their
+# script stops with a message naming the issue, so nothing pretends to work.
 
 
 rule generate:
     input:
         check="results/token_space/ckpt={ckpt}/check.parquet",
+        token_space=config["token_space"],
         golden=config["golden_set"],
         marker=ckpt_marker,
     output:
@@ -19,9 +20,13 @@ rule generate:
         mem_mb=16000,
         runtime=60,
     params:
-        stage="generate (P0.2, P1.1): issue #3",
+        ckpt_dir=ckpt_dir,
+        template=lambda wildcards: config["templates"][wildcards.write_task],
+        model=config["model"],
+        settings=config["generation"],
+        samples_per_shard=config["sharding"]["samples_per_shard"],
     script:
-        "../scripts/planned.py"
+        "../scripts/generate.py"
 
 
 rule decode:
