@@ -136,3 +136,37 @@ def test_demo_good_checkpoint_uses_its_conditioning_and_deaf_does_not(demo_workd
     for task in ("t2a", "t2i", "a2t", "i2t"):
         assert results["good", task] >= 0.8, results
         assert results["deaf", task] <= 0.65, results
+
+
+@pytest.fixture(scope="module")
+def generated(demo_workdir):
+    """Every generation shard of the demo's `good` checkpoint, both tasks and both modes."""
+    targets = [f"results/generate/ckpt=good/task={task}/mode={mode}/part-{shard:03d}.parquet"
+               for task in ("t2a", "t2i") for mode in ("free", "constrained") for shard in (0, 1)]
+    snakemake(*targets, "--cores", "2", "-d", str(demo_workdir), "--configfile", str(REPO / "config" / "config.yaml"))
+    return demo_workdir
+
+
+@pytest.mark.slow
+def test_demo_constrained_generation_is_compliant_at_every_golden_length(generated):
+    from mmgate.golden import read_golden
+
+    golden = read_golden(generated / "resources/demo/golden.parquet")
+    for task in ("t2a", "t2i"):
+        frame = pd.concat(read_parquet(p) for p in sorted((generated / f"results/generate/ckpt=good/task={task}/mode=constrained").glob("*.parquet")))
+        assert sorted(frame["sample_id"]) == sorted(golden.loc[golden["task"] == task, "sample_id"])
+        assert frame["out_of_range"].sum() == 0 and frame["wrong_slot"].sum() == 0
+        assert (frame["n_generated"] >= frame["expected_len"]).all()
+        assert frame["expected_len"].nunique() >= 3
+
+
+@pytest.mark.slow
+def test_generation_parquet_opens_with_duckdb_hive_partitioning(generated):
+    import duckdb
+
+    rows = duckdb.sql(
+        f"SELECT task, mode, count(*) AS n, sum(out_of_range) AS oor FROM read_parquet('{generated}/results/generate/*/*/*/*.parquet', "
+        "hive_partitioning = true) WHERE ckpt = 'good' GROUP BY task, mode ORDER BY task, mode"
+    ).fetchall()
+    assert [(t, m, n) for t, m, n, _ in rows] == [("t2a", "constrained", 256), ("t2a", "free", 256), ("t2i", "constrained", 256), ("t2i", "free", 256)]
+    assert all(oor == 0 for t, m, n, oor in rows if m == "constrained")

@@ -113,7 +113,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
         for i, ctx in enumerate(contexts):  # left padding: every row's span starts at column `width`
             input_ids[i, width - len(ctx) :] = torch.tensor(ctx)
             attention[i, width - len(ctx) :] = 1
-        expected = batch["expected_len"].to_numpy(dtype=np.int64)
+        expected = batch["expected_len"].to_numpy(dtype=np.int64).copy()
         budgets = expected + settings.length_margin
         n_frames = (batch["n_frames"].fillna(1).to_numpy(dtype=np.int64)) if modality.n_codebooks > 1 else None
         config = GenerationConfig(

@@ -1,9 +1,10 @@
-# Planned stage (issue #5): teacher-forced prompt ablation (P0.4) and read ablation (P1.2).
+# Teacher-forced prompt ablation (P0.4) and read-side modality ablation (P1.2).
 
 
 rule ablate:
     input:
         check="results/token_space/ckpt={ckpt}/check.parquet",
+        token_space=config["token_space"],
         golden=config["golden_set"],
         marker=ckpt_marker,
     output:
@@ -18,9 +19,13 @@ rule ablate:
         mem_mb=16000,
         runtime=60,
     params:
-        stage="ablate (P0.4, P1.2): issue #5",
+        ckpt_dir=ckpt_dir,
+        template=lambda wildcards: config["templates"][wildcards.task],
+        model=config["model"],
+        settings=config["ablation"],
+        samples_per_shard=config["sharding"]["samples_per_shard"],
     script:
-        "../scripts/planned.py"
+        "../scripts/ablate.py"
 
 
 rule ablation_summary:
@@ -39,6 +44,6 @@ rule ablation_summary:
         mem_mb=2000,
         runtime=10,
     params:
-        stage="ablation statistics (P0.4, P1.2): issue #5",
+        settings=config["ablation"],
     script:
-        "../scripts/planned.py"
+        "../scripts/ablation_summary.py"
