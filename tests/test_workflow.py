@@ -170,3 +170,47 @@ def test_generation_parquet_opens_with_duckdb_hive_partitioning(generated):
     ).fetchall()
     assert [(t, m, n) for t, m, n, _ in rows] == [("t2a", "constrained", 256), ("t2a", "free", 256), ("t2i", "constrained", 256), ("t2i", "free", 256)]
     assert all(oor == 0 for t, m, n, oor in rows if m == "constrained")
+
+
+@pytest.fixture(scope="module")
+def ablated(demo_workdir):
+    targets = [f"results/ablate/ckpt={c}/task={t}/summary.parquet" for c in ("good", "deaf") for t in ("t2a", "t2i", "a2t", "i2t")]
+    snakemake(*targets, "--cores", "2", "-d", str(demo_workdir), "--configfile", str(REPO / "config" / "config.yaml"))
+    frames = [read_parquet(demo_workdir / t).assign(ckpt=t.split("ckpt=")[1].split("/")[0]) for t in targets]
+    return pd.concat(frames).set_index(["ckpt", "task", "condition"])
+
+
+@pytest.mark.slow
+def test_demo_good_passes_the_prompt_ablation_thresholds_as_measured_by_the_rule(ablated):
+    good = ablated.loc["good"]
+    for task in ("t2a", "t2i"):
+        assert good.loc[(task, "shuffled"), "n"] == 256 and good.loc[(task, "shuffled"), "warning"] is None
+        assert good.loc[(task, "shuffled"), "win_rate"] >= 0.70 and good.loc[(task, "empty"), "win_rate"] >= 0.80
+        assert good.loc[(task, "shuffled"), "delta"] > 0 and good.loc[(task, "empty"), "delta"] > 0
+    assert max(good.loc[("t2a", "empty"), "delta"], good.loc[("t2i", "empty"), "delta"]) >= 0.10
+    for task in ("a2t", "i2t"):
+        for condition in ("zero", "noise", "shuffled"):
+            assert good.loc[(task, condition), "delta_ci_low"] > 0.10 and good.loc[(task, condition), "win_rate"] >= 0.80
+
+
+@pytest.mark.slow
+def test_demo_deaf_fails_the_prompt_ablation_as_measured_by_the_rule(ablated):
+    deaf = ablated.loc["deaf"]
+    for task in ("t2a", "t2i"):
+        assert deaf.loc[(task, "shuffled"), "win_rate"] < 0.70 or deaf.loc[(task, "empty"), "win_rate"] < 0.80
+    assert max(deaf.loc[("t2a", "empty"), "delta"], deaf.loc[("t2i", "empty"), "delta"]) < 0.10
+    for task in ("a2t", "i2t"):
+        assert max(deaf.loc[(task, c), "delta"] for c in ("zero", "noise", "shuffled")) < 0.10
+
+
+@pytest.mark.slow
+def test_ablation_parquet_opens_with_pandas_and_duckdb_hive_partitioning(ablated, demo_workdir):
+    import duckdb
+
+    n = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{demo_workdir}/results/ablate/*/*/part-*.parquet', hive_partitioning = true) "
+        "WHERE ckpt = 'good' AND task = 't2a' AND condition = 'shuffled'"
+    ).fetchone()[0]
+    assert n == 256
+    part = pd.read_parquet(demo_workdir / "results/ablate/ckpt=good/task=t2a/part-000.parquet")
+    assert {"sample_id", "condition", "loss", "n_target_tokens", "input_hash"} <= set(part.columns)
