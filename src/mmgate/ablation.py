@@ -254,12 +254,9 @@ def ablate_shard(space: TokenSpace, golden: pd.DataFrame, ckpt_dir: str, task: s
     from dataclasses import asdict
 
     from .golden import task_shard
-    from .loading import load_model, resolve_device
+    from .loading import load_for_task
 
-    device = resolve_device(model_config.get("device", "auto"))
-    model, tokenizer = load_model(ckpt_dir, model_config.get("base"), model_config["dtype"], device,
-                                  model_config.get("trust_remote_code", False))
-    template = PromptTemplate(template_text, tokenizer, space.special_tokens, name=f"templates.{task}")
+    model, tokenizer, template, device = load_for_task(ckpt_dir, model_config, space.special_tokens, task, template_text)
     rows = golden[golden["task"] == task].sort_values("sample_id", kind="stable").reset_index(drop=True)
     everything = build_conditions(rows, task, template, tokenizer, space, settings.seed, settings.neutral_prompt)
     wanted = set(task_shard(golden, task, shard, samples_per_shard)["sample_id"])

@@ -173,13 +173,10 @@ def generate_shard(space: TokenSpace, golden: pd.DataFrame, ckpt_dir: str, task:
                    settings: GenerationSettings, progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Load the checkpoint and generate one shard; returns (rows, metadata for the parquet file)."""
     from .golden import task_shard
-    from .loading import load_model, resolve_device
+    from .loading import load_for_task
 
     rows = task_shard(golden, task, shard, samples_per_shard)
-    device = resolve_device(model_config.get("device", "auto"))
-    model, tokenizer = load_model(ckpt_dir, model_config.get("base"), model_config["dtype"], device,
-                                  model_config.get("trust_remote_code", False))
-    template = PromptTemplate(template_text, tokenizer, space.special_tokens, name=f"templates.{task}")
+    model, tokenizer, template, device = load_for_task(ckpt_dir, model_config, space.special_tokens, task, template_text)
     frame = generate_rows(model, tokenizer, space, rows, task, template, mode, settings, progress=progress)
     meta = {
         "task": task, "mode": mode, "shard": shard, "checkpoint_dir": str(ckpt_dir),

@@ -65,3 +65,14 @@ def load_model(ckpt: str | Path, base: str | None = None, dtype: str = "float32"
     else:
         model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch_dtype, trust_remote_code=trust_remote_code)
     return model.to(device).eval(), tokenizer
+
+
+def load_for_task(ckpt: str | Path, model_config: dict[str, Any], special_ids: dict[str, int], task: str,
+                  template_text: str) -> tuple[Any, Any, Any, str]:
+    """(model, tokenizer, the task's PromptTemplate, device) from the config's `model:` section."""
+    from .templates import PromptTemplate
+
+    device = resolve_device(model_config.get("device", "auto"))
+    model, tokenizer = load_model(ckpt, model_config.get("base"), model_config["dtype"], device,
+                                  model_config.get("trust_remote_code", False))
+    return model, tokenizer, PromptTemplate(template_text, tokenizer, special_ids, name=f"templates.{task}"), device

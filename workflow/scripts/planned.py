@@ -9,7 +9,7 @@ from mmgate.scripting import run
 def main(smk, log):
     raise MMGateError(
         f"rule {smk.rule} is planned but not implemented yet ({smk.params.stage}). "
-        "Run the implemented part with `snakemake --cores 2 check_token_space`."
+        "Run the implemented stages with `snakemake --cores 2 implemented`."
     )
 
 
