@@ -28,4 +28,5 @@ rule implemented:
     input:
         token_space_targets(),
         generate_targets(),
+        fingerprint_targets(),
         ablation_targets(),

@@ -214,3 +214,52 @@ def test_ablation_parquet_opens_with_pandas_and_duckdb_hive_partitioning(ablated
     assert n == 256
     part = pd.read_parquet(demo_workdir / "results/ablate/ckpt=good/task=t2a/part-000.parquet")
     assert {"sample_id", "condition", "loss", "n_target_tokens", "input_hash"} <= set(part.columns)
+
+
+@pytest.fixture(scope="module")
+def fingerprinted(generated):
+    targets = [f"results/fingerprint/ckpt=good/task={t}/collapse.parquet" for t in ("t2a", "t2i")]
+    snakemake(*targets, "--cores", "2", "-d", str(generated), "--configfile", str(REPO / "config" / "config.yaml"))
+    return generated
+
+
+@pytest.mark.slow
+def test_demo_good_decodes_every_constrained_generation_with_the_expected_format(fingerprinted):
+    from mmgate.golden import read_golden
+
+    golden = read_golden(fingerprinted / "resources/demo/golden.parquet").set_index("sample_id")
+    for task in ("t2a", "t2i"):
+        parts = sorted((fingerprinted / f"results/decode/ckpt=good/task={task}").glob("part-*.parquet"))
+        frame = pd.concat(read_parquet(p).assign(folder=str(p.parent)) for p in parts).set_index("sample_id")
+        assert len(frame) == 256 and frame["ok"].all(), frame.loc[~frame["ok"], "reason"].head()
+        meta = golden.loc[frame.index]
+        if task == "t2a":
+            assert (frame["sample_rate"] == meta["sample_rate"]).all() and (frame["channels"] == meta["channels"]).all()
+            assert (frame["samples"] == meta["n_frames"] * 320).all()
+        else:
+            assert (frame["width"] == meta["proc_size"]).all() and (frame["height"] == meta["proc_size"]).all()
+        assert all((Path(folder) / f).exists() for folder, f in zip(frame["folder"], frame["file"]))
+
+
+@pytest.mark.slow
+def test_demo_good_outputs_are_distinct_across_prompts(fingerprinted):
+    for task in ("t2a", "t2i"):
+        summary = read_parquet(fingerprinted / f"results/fingerprint/ckpt=good/task={task}/collapse.parquet").iloc[0]
+        assert summary["n"] == 256 and not summary["collapsed"] and summary["unique_ratio"] == 1.0
+
+
+@pytest.mark.slow
+def test_decode_and_fingerprint_parquet_open_with_duckdb_hive_partitioning(fingerprinted):
+    import duckdb
+
+    decoded = duckdb.sql(
+        f"SELECT task, count(*), sum(CAST(ok AS INTEGER)) FROM read_parquet('{fingerprinted}/results/decode/*/*/part-*.parquet', "
+        "hive_partitioning = true) WHERE ckpt = 'good' GROUP BY task ORDER BY task"
+    ).fetchall()
+    assert decoded == [("t2a", 256, 256), ("t2i", 256, 256)]
+    prints = duckdb.sql(
+        f"SELECT task, count(*) FROM read_parquet('{fingerprinted}/results/fingerprint/*/*/fingerprints.parquet', "
+        "hive_partitioning = true) GROUP BY task ORDER BY task"
+    ).fetchall()
+    assert prints == [("t2a", 256), ("t2i", 256)]
+    assert len(pd.read_parquet(fingerprinted / "results/fingerprint/ckpt=good/task=t2a/fingerprints.parquet")) == 256

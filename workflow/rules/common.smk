@@ -105,6 +105,14 @@ def generate_targets():
     ]
 
 
+def fingerprint_targets():
+    return expand(
+        "results/fingerprint/ckpt={ckpt}/task={task}/collapse.parquet",
+        ckpt=CHECKPOINTS,
+        task=WRITE_TASKS,
+    )
+
+
 def ablation_targets():
     return expand(
         "results/ablate/ckpt={ckpt}/task={task}/summary.parquet",
@@ -137,7 +145,7 @@ def report_inputs(wildcards):
                 shard=shards(task),
             )
         inputs[f"fingerprint_{task}"] = (
-            f"results/fingerprint/ckpt={ckpt}/task={task}/fingerprints.parquet"
+            f"results/fingerprint/ckpt={ckpt}/task={task}/collapse.parquet"
         )
     for task in WRITE_TASKS + READ_TASKS:
         inputs[f"ablate_{task}"] = (

@@ -1,5 +1,4 @@
-# Generation (P0.2, P1.1), then the planned decode and fingerprint stages (issue #4): their
-# script stops with a message naming the issue, so nothing pretends to work.
+# Generation (P0.2, P1.1), decoding of the constrained run (P0.3) and fingerprints (P1.3).
 
 
 rule generate:
@@ -31,31 +30,42 @@ rule generate:
 
 rule decode:
     input:
-        "results/generate/ckpt={ckpt}/task={write_task}/mode=constrained/part-{shard}.parquet",
+        generated="results/generate/ckpt={ckpt}/task={write_task}/mode=constrained/part-{shard}.parquet",
+        token_space=config["token_space"],
+        golden=config["golden_set"],
     output:
-        "results/decode/ckpt={ckpt}/task={write_task}/part-{shard}.parquet",
+        table="results/decode/ckpt={ckpt}/task={write_task}/part-{shard}.parquet",
+        files=directory("results/decode/ckpt={ckpt}/task={write_task}/part-{shard}"),
     log:
         "logs/decode/{ckpt}/{write_task}/part-{shard}.log",
     conda:
         ENV
+    threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=30,
     params:
-        stage="decode (P0.3): issue #4",
+        decoders=config["decoders"],
+        device=config["model"]["device"],
     script:
-        "../scripts/planned.py"
+        "../scripts/decode.py"
 
 
 rule fingerprint:
     input:
-        lambda wc: expand(
+        decoded=lambda wc: expand(
             "results/decode/ckpt={{ckpt}}/task={{write_task}}/part-{shard}.parquet",
             shard=shards(wc.write_task),
         ),
+        generated=lambda wc: expand(
+            "results/generate/ckpt={{ckpt}}/task={{write_task}}/mode=constrained/part-{shard}.parquet",
+            shard=shards(wc.write_task),
+        ),
+        token_space=config["token_space"],
     output:
-        "results/fingerprint/ckpt={ckpt}/task={write_task}/fingerprints.parquet",
+        table="results/fingerprint/ckpt={ckpt}/task={write_task}/fingerprints.parquet",
+        collapse="results/fingerprint/ckpt={ckpt}/task={write_task}/collapse.parquet",
     log:
         "logs/fingerprint/{ckpt}/{write_task}.log",
     conda:
@@ -64,6 +74,6 @@ rule fingerprint:
         mem_mb=4000,
         runtime=20,
     params:
-        stage="fingerprint (P1.3): issue #4",
+        settings=config["fingerprint"],
     script:
-        "../scripts/planned.py"
+        "../scripts/fingerprint.py"

@@ -1,0 +1,275 @@
+"""Decoders from modality codes to waveforms and pixels, behind two small interfaces.
+
+Audio: the `encodec` package (`EncodecModel.encodec_model_24khz`) and transformers'
+`EncodecModel` (e.g. the 32 kHz MusicGen codec). Image: transformers VQ-VAE models with
+`decode(tokens)` (e.g. `JanusVQVAE`), the SEED tokenizer (`ImageTokenizer.decode(ids[1, 32])`,
+from the user's SEED install and weights), and a user plugin `package.module:function`.
+
+Codes are 0-based within each codebook (absolute id minus the range start); callers validate
+them first, since decoders raise bare IndexErrors on out-of-range codes. A random-init EnCodec
+has all-zero codebooks and decodes every input alike, so `randomize_codebooks` draws them anew
+(demo and tests only).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+
+# encodec_model_24khz: bandwidth (kbps) by number of codebooks
+ENCODEC_24K_BANDWIDTH = {2: 1.5, 4: 3.0, 8: 6.0, 16: 12.0, 32: 24.0}
+
+
+class AudioDecoder(Protocol):
+    sample_rate: int
+    channels: int
+    hop_length: int
+    n_codebooks: int
+    codebook_size: int
+
+    def decode(self, codes: Any) -> Any:
+        """codes [B, K, T] (LongTensor) -> waveforms [B, C, T * hop_length] (FloatTensor)."""
+
+
+class ImageDecoder(Protocol):
+    codebook_size: int
+
+    def decode(self, codes: np.ndarray, proc_size: int | None) -> list[Any]:
+        """codes [B, N] -> B PIL images."""
+
+
+def _randomize_codebooks(module: Any, seed: int) -> int:
+    """Draw every EuclideanCodebook's `embed` from N(0, 1) and mark it initialised; returns how many."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    count = 0
+    for sub in module.modules():
+        embed, inited = getattr(sub, "embed", None), getattr(sub, "inited", None)
+        if isinstance(embed, torch.Tensor) and inited is not None:
+            with torch.no_grad():
+                embed.copy_(torch.randn(embed.shape, generator=generator))
+                if hasattr(sub, "embed_avg"):
+                    sub.embed_avg.copy_(embed)
+                inited.fill_(True)
+            count += 1
+    return count
+
+
+@dataclass
+class EncodecPackageDecoder:
+    """The `encodec` package's 24 kHz model; weights from a local file, the torch hub cache, or random."""
+
+    n_codebooks: int = 4
+    weights: str | None = None
+    pretrained: bool = False
+    randomize_codebooks: bool = False
+    seed: int = 0
+    device: str = "cpu"
+    model: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import torch
+        from encodec import EncodecModel
+
+        if self.n_codebooks not in ENCODEC_24K_BANDWIDTH:
+            raise ConfigError(f"decoders.audio: encodec_model_24khz has no bandwidth with {self.n_codebooks} codebooks; "
+                              f"it supports {sorted(ENCODEC_24K_BANDWIDTH)}")
+        torch.manual_seed(self.seed)
+        # pretrained=True reads the torch hub cache (it downloads only when the cache is empty)
+        model = EncodecModel.encodec_model_24khz(pretrained=self.pretrained and not self.weights)
+        if self.weights:
+            model.load_state_dict(torch.load(self.weights, map_location="cpu", weights_only=True))
+        if self.randomize_codebooks:
+            _randomize_codebooks(model, self.seed)
+        model.set_target_bandwidth(ENCODEC_24K_BANDWIDTH[self.n_codebooks])
+        self.model = model.to(self.device).eval()
+        self.sample_rate, self.channels = model.sample_rate, model.channels
+        self.hop_length = int(np.prod(model.encoder.ratios))
+        self.codebook_size = model.quantizer.bins
+
+    def decode(self, codes: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.model.decode([(codes.to(self.device), None)]).float().cpu()
+
+
+@dataclass
+class TransformersEncodecDecoder:
+    """transformers' `EncodecModel` from a local directory (or a config, for tests and the demo)."""
+
+    path: str | None = None
+    config: dict[str, Any] | None = None
+    n_codebooks: int = 4
+    randomize_codebooks: bool = False
+    seed: int = 0
+    device: str = "cpu"
+    model: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import torch
+        from transformers import EncodecConfig, EncodecModel
+
+        torch.manual_seed(self.seed)
+        if self.path:
+            model = EncodecModel.from_pretrained(self.path)
+        else:
+            model = EncodecModel(EncodecConfig(**(self.config or {})))
+        if self.randomize_codebooks:
+            _randomize_codebooks(model, self.seed)
+        self.model = model.to(self.device).eval()
+        cfg = model.config
+        self.sample_rate, self.channels = int(cfg.sampling_rate), int(cfg.audio_channels)
+        self.hop_length = int(np.prod(cfg.upsampling_ratios))
+        self.codebook_size = int(cfg.codebook_size)
+
+    def decode(self, codes: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():  # audio_codes are shaped (chunks, B, K, T): one chunk here
+            out = self.model.decode(codes[None].to(self.device), [None])
+        values = out.audio_values if hasattr(out, "audio_values") else out[0]
+        return values.float().cpu()
+
+
+def _to_pil(pixels: Any) -> list[Any]:
+    """[B, 3, H, W] in [-1, 1] -> PIL images."""
+    from PIL import Image
+
+    array = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in array]
+
+
+@dataclass
+class VQVAEDecoder:
+    """A transformers VQ-VAE exposing `decode(tokens)`, e.g. `JanusVQVAE`; square token grids.
+
+    `JanusVQVAE.decode` expects `num_patches ** 2` tokens; its decoder is convolutional, so the
+    grid is set per batch from the sample's token count and any square grid decodes.
+    """
+
+    model_class: str = "JanusVQVAE"
+    path: str | None = None
+    config: dict[str, Any] | None = None
+    seed: int = 0
+    device: str = "cpu"
+    model: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import torch
+        import transformers
+
+        cls = getattr(transformers, self.model_class, None)
+        if cls is None or not hasattr(cls, "decode"):
+            raise ConfigError(f"decoders.image.model_class = {self.model_class!r} is not a transformers model with decode(tokens)")
+        torch.manual_seed(self.seed)
+        if self.path:
+            model = cls.from_pretrained(self.path)
+        else:
+            model = cls(cls.config_class(**(self.config or {})))
+        self.model = model.to(self.device).eval()
+        quantize = getattr(self.model, "quantize", None)
+        self.codebook_size = int(getattr(self.model.config, "num_embeddings", 0) or quantize.num_embeddings)
+
+    def decode(self, codes: np.ndarray, proc_size: int | None = None) -> list[Any]:
+        import torch
+
+        side = int(round(np.sqrt(codes.shape[1])))
+        if side * side != codes.shape[1]:
+            raise ValueError(f"{codes.shape[1]} image tokens do not form a square grid")
+        quantize = getattr(self.model, "quantize", None)
+        if quantize is not None and hasattr(quantize, "quant_state_dims"):
+            quantize.quant_state_dims = [side, side]
+        with torch.inference_mode():
+            pixels = self.model.decode(torch.as_tensor(codes, dtype=torch.long, device=self.device))
+        return _to_pil(pixels)
+
+
+def load_callable(spec: str, what: str) -> Callable[..., Any]:
+    """`package.module:attribute` -> the attribute, with an error that names the config key."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"{what} = {spec!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"{what} = {spec!r}: cannot import {module_name!r} ({err}); install it in the rule's environment") from err
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ConfigError(f"{what} = {spec!r}: module {module_name!r} has no {attribute!r}") from None
+
+
+@dataclass
+class SeedDecoder:
+    """The SEED tokenizer's decoder (unCLIP diffusion): `ImageTokenizer.decode(ids[1, 32])` per image.
+
+    Needs the user's SEED install and weights; `factory` names the class or function that builds
+    it (e.g. `models.seed_llama_tokenizer:ImageTokenizer`) and `kwargs` its arguments.
+    """
+
+    factory: str = "models.seed_llama_tokenizer:ImageTokenizer"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    codebook_size: int = 8192
+    tokens_per_image: int = 32
+    decode_kwargs: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    tokenizer: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        build = load_callable(self.factory, "decoders.image.factory")
+        self.tokenizer = build.from_pretrained(**self.kwargs) if hasattr(build, "from_pretrained") else build(**self.kwargs)
+
+    def decode(self, codes: np.ndarray, proc_size: int | None = None) -> list[Any]:
+        import torch
+
+        if codes.shape[1] != self.tokens_per_image:
+            raise ValueError(f"SEED decodes {self.tokens_per_image} tokens per image, got {codes.shape[1]}")
+        images = []
+        for row in codes:  # the diffusion decoder takes one image at a time
+            out = self.tokenizer.decode(torch.as_tensor(row[None], dtype=torch.long, device=self.device), **self.decode_kwargs)
+            images.append(out[0] if isinstance(out, (list, tuple)) else out)
+        return images
+
+
+@dataclass
+class PluginImageDecoder:
+    """A user function `package.module:function(codes [B, N] ndarray, proc_size) -> list of PIL images`."""
+
+    function: str = ""
+    codebook_size: int = 0
+    fn: Callable[..., Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.fn = load_callable(self.function, "decoders.image.function")
+
+    def decode(self, codes: np.ndarray, proc_size: int | None = None) -> list[Any]:
+        return list(self.fn(codes, proc_size))
+
+
+AUDIO_BACKENDS = {"encodec": EncodecPackageDecoder, "transformers_encodec": TransformersEncodecDecoder}
+IMAGE_BACKENDS = {"vqvae": VQVAEDecoder, "seed": SeedDecoder, "plugin": PluginImageDecoder}
+
+
+def build_decoder(modality: str, config: dict[str, Any], device: str = "cpu") -> AudioDecoder | ImageDecoder:
+    """A decoder from the config's `decoders.<modality>` section (`backend` plus its arguments)."""
+    backends = AUDIO_BACKENDS if modality == "audio" else IMAGE_BACKENDS
+    options = dict(config)
+    backend = options.pop("backend", None)
+    options.pop("batch_size", None)
+    if backend not in backends:
+        raise ConfigError(f"decoders.{modality}.backend = {backend!r}; use one of {sorted(backends)}")
+    cls = backends[backend]
+    if "device" in cls.__dataclass_fields__:
+        options["device"] = device
+    unknown = set(options) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"decoders.{modality}: unknown option(s) {sorted(unknown)} for backend {backend!r}; "
+                          f"it takes {sorted(k for k, f in cls.__dataclass_fields__.items() if f.init)}")
+    return cls(**options)

@@ -1,0 +1,189 @@
+"""P1.3: are outputs alive and distinct? Per-sample fingerprints and collapse across prompts.
+
+Audio: RMS, peak, clipping share, zero-crossing rate, log-mel variance, spectral flatness, and
+flags for silence and for noise (a flat spectrum). Images: perceptual and difference hashes,
+per-channel mean and variance. Tokens: unique ratio, distinct bigrams, the longest loop (a run of
+frames repeating the frames just before it) and codebook usage. Across the prompts of one
+checkpoint and task, collapse becomes numbers: identical outputs, near-duplicate pairs (token
+agreement, or image hash distance) and unique outputs per sample.
+"""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .tokenspace import Modality
+
+
+@dataclass(frozen=True)
+class FingerprintSettings:
+    silence_rms: float = 1e-3  # -60 dBFS
+    noise_flatness: float = 0.4  # white noise gives ~0.56 (exp(-Euler gamma)), tones near 0
+    clip_level: float = 0.999
+    near_duplicate_token_agreement: float = 0.9
+    near_duplicate_hash_distance: int = 4
+    max_loop_period: int = 16
+    loop_frames: int = 8
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "FingerprintSettings":
+        return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """(waveform [C, S] float in [-1, 1], sample rate) of a 16-bit PCM WAV."""
+    with wave.open(str(path), "rb") as handle:
+        channels, rate, n = handle.getnchannels(), handle.getframerate(), handle.getnframes()
+        data = np.frombuffer(handle.readframes(n), dtype="<i2").astype(np.float32) / 32767.0
+    return data.reshape(-1, channels).T, rate
+
+
+def audio_features(waveform: np.ndarray, sample_rate: int, settings: FingerprintSettings) -> dict[str, Any]:
+    mono = waveform.mean(axis=0)
+    rms = float(np.sqrt(np.mean(mono**2))) if mono.size else 0.0
+    signs = np.signbit(mono)
+    frame = 512
+    n_frames = max(1, mono.size // frame)
+    frames = np.resize(mono[: n_frames * frame], (n_frames, frame)) if mono.size >= frame else np.pad(mono, (0, frame - mono.size))[None]
+    power = np.abs(np.fft.rfft(frames * np.hanning(frame), axis=1)) ** 2 + 1e-12  # [frames, bins]
+    flatness = float(np.mean(np.exp(np.mean(np.log(power), axis=1)) / np.mean(power, axis=1)))
+    mel = _log_mel(power, sample_rate, frame)
+    return {
+        "rms": rms,
+        "peak": float(np.abs(mono).max()) if mono.size else 0.0,
+        "clipping_share": float(np.mean(np.abs(waveform) >= settings.clip_level)) if waveform.size else 0.0,
+        "zero_crossing_rate": float(np.mean(signs[1:] != signs[:-1])) if mono.size > 1 else 0.0,
+        "mel_variance": float(mel.var()),
+        "spectral_flatness": flatness,
+        "silent": rms < settings.silence_rms,
+        "noise": rms >= settings.silence_rms and flatness >= settings.noise_flatness,
+    }
+
+
+def _log_mel(power: np.ndarray, sample_rate: int, frame: int, n_mels: int = 40) -> np.ndarray:
+    """Log mel energies [frames, n_mels] from a power spectrogram (triangular filters on the mel scale)."""
+    def to_mel(f):
+        return 2595 * np.log10(1 + f / 700)
+
+    edges = 700 * (10 ** (np.linspace(0, to_mel(sample_rate / 2), n_mels + 2) / 2595) - 1)
+    bins = np.fft.rfftfreq(frame, 1 / sample_rate)
+    low, centre, high = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    filters = np.clip(np.minimum((bins - low) / (centre - low), (high - bins) / (high - centre)), 0, None)  # [mels, bins]
+    return np.log(power @ filters.T + 1e-10)
+
+
+def image_features(path: str | Path) -> dict[str, Any]:
+    import imagehash
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+        pixels = np.asarray(rgb, dtype=np.float32) / 255.0
+        features = {"phash": str(imagehash.phash(rgb)), "dhash": str(imagehash.dhash(rgb))}
+    for i, channel in enumerate("rgb"):
+        features[f"mean_{channel}"] = float(pixels[..., i].mean())
+        features[f"var_{channel}"] = float(pixels[..., i].var())
+    return features
+
+
+def token_features(ids: np.ndarray, modality: Modality, settings: FingerprintSettings) -> dict[str, Any]:
+    ids = np.asarray(ids, dtype=np.int64)
+    k = modality.n_codebooks
+    frames = ids[: ids.size - ids.size % k].reshape(-1, k) if modality.layout == "frame_major" or k == 1 else ids.reshape(k, -1).T
+    bigrams = {(int(a), int(b)) for a, b in zip(ids[:-1], ids[1:])}
+    usage = [len(set(frames[:, s].tolist())) / modality.codebook_size for s in range(k)] if frames.size else [0.0]
+    return {
+        "n_tokens": int(ids.size),
+        "unique_ratio": len(set(ids.tolist())) / ids.size if ids.size else 0.0,
+        "distinct_2": len(bigrams) / max(1, ids.size - 1),
+        "longest_loop_frames": longest_loop(frames, settings.max_loop_period),
+        "codebook_usage": float(np.mean(usage)),
+    }
+
+
+def longest_loop(frames: np.ndarray, max_period: int) -> int:
+    """Frames in the longest loop: a stretch of `p` frames (p <= max_period) repeated at least once
+    right after itself; 0 when there is none. Counts the first copy too."""
+    best = 0
+    n = len(frames)
+    for period in range(1, min(max_period, n - 1) + 1):
+        same = np.all(frames[period:] == frames[:-period], axis=1)  # frame t equals frame t - period
+        run = longest = 0
+        for flag in same:
+            run = run + 1 if flag else 0
+            longest = max(longest, run)
+        if longest >= period:
+            best = max(best, longest + period)
+    return best
+
+
+def collapse(frame: pd.DataFrame, tokens: list[np.ndarray], settings: FingerprintSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Mark identical and near-duplicate outputs across prompts; returns (frame with columns, summary)."""
+    n = len(frame)
+    keys = [t.tobytes() for t in tokens]
+    first = {}
+    group = [first.setdefault(key, i) for i, key in enumerate(keys)]
+    pairs = 0
+    near = np.zeros(n, dtype=bool)
+    hashes = None
+    if "phash" in frame and frame["phash"].notna().any():
+        import imagehash
+
+        hashes = [imagehash.hex_to_hash(h) if isinstance(h, str) else None for h in frame["phash"]]
+    for i in range(n):
+        for j in range(i + 1, n):
+            similar = False
+            if len(tokens[i]) and len(tokens[i]) == len(tokens[j]):
+                similar = float(np.mean(tokens[i] == tokens[j])) >= settings.near_duplicate_token_agreement
+            if not similar and hashes is not None and hashes[i] is not None and hashes[j] is not None:
+                similar = (hashes[i] - hashes[j]) <= settings.near_duplicate_hash_distance
+            if similar:
+                pairs += 1
+                near[i] = near[j] = True
+    frame = frame.copy()
+    frame["duplicate_of"] = [frame["sample_id"].iloc[g] if g != i else None for i, g in enumerate(group)]
+    frame["near_duplicate"] = near
+    unique = len(set(keys))
+    summary = {
+        "n": n,
+        "unique_outputs": unique,
+        "unique_ratio": unique / n if n else float("nan"),
+        "near_duplicate_pairs": pairs,
+        "near_duplicate_share": float(near.mean()) if n else float("nan"),
+        "silent_share": float(frame["silent"].mean()) if "silent" in frame and n else float("nan"),
+        "noise_share": float(frame["noise"].mean()) if "noise" in frame and n else float("nan"),
+        "loop_share": float((frame["longest_loop_frames"] >= settings.loop_frames).mean()) if n else float("nan"),
+    }
+    summary["collapsed"] = bool(n > 1 and (summary["unique_ratio"] < 0.5 or summary["near_duplicate_share"] > 0.5))
+    return frame, summary
+
+
+def fingerprint_rows(decoded: pd.DataFrame, generated: pd.DataFrame, modality: Modality, settings: FingerprintSettings,
+                     ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-sample fingerprints of one checkpoint and task, and its collapse summary.
+
+    `decoded` carries `file_path` (absolute or relative to the working directory); samples that did
+    not decode keep their reason and get token fingerprints only.
+    """
+    spans = generated.set_index("sample_id")
+    records, tokens = [], []
+    for row in decoded.sort_values("sample_id").itertuples():
+        gen = spans.loc[row.sample_id]
+        ids = np.asarray(gen["generated_ids"], dtype=np.int64)[: int(gen["expected_len"])]
+        record = {"sample_id": row.sample_id, "decoded": bool(row.ok), "reason": row.reason}
+        record.update(token_features(ids, modality, settings))
+        if isinstance(row.file_path, str) and Path(row.file_path).exists():
+            if modality.name == "audio":
+                waveform, rate = read_wav(row.file_path)
+                record.update(audio_features(waveform, rate, settings))
+            else:
+                record.update(image_features(row.file_path))
+        records.append(record)
+        tokens.append(ids)
+    return collapse(pd.DataFrame(records), tokens, settings)

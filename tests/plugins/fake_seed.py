@@ -1,0 +1,30 @@
+"""Mimics the SEED tokenizer's API (`ImageTokenizer.from_pretrained(...)`, `decode(ids[1, 32])`)
+without its diffusion weights: each code paints one cell of a 4x8 grid."""
+
+import numpy as np
+import torch
+from PIL import Image
+
+calls = []
+
+
+class ImageTokenizer:
+    def __init__(self, model_path, diffusion_model_path, load_diffusion=True, image_size=224):
+        self.model_path, self.image_size = model_path, image_size
+
+    @classmethod
+    def from_pretrained(cls, model_path, diffusion_model_path, load_diffusion=True, image_size=224, **kwargs):
+        return cls(model_path, diffusion_model_path, load_diffusion, image_size)
+
+    def decode(self, indices, negative_indices=None, guidance_scale=10, num_inference_steps=20):
+        assert isinstance(indices, torch.Tensor) and tuple(indices.shape) == (1, 32), indices.shape
+        calls.append((tuple(indices.shape), num_inference_steps))
+        grid = (indices.view(4, 8).numpy() % 256).astype(np.uint8)
+        cells = np.kron(grid, np.ones((self.image_size // 4, self.image_size // 8), dtype=np.uint8))
+        return [Image.fromarray(np.stack([cells] * 3, axis=-1))]
+
+
+def stripes(codes, proc_size):
+    """A plugin decoder: `tests.plugins.fake_seed:stripes`."""
+    size = proc_size or 32
+    return [Image.fromarray(np.full((size, size, 3), int(row[0]) % 256, dtype=np.uint8)) for row in codes]

@@ -1,0 +1,84 @@
+"""Fingerprints and collapse detection (P1.3)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmgate.fingerprint import FingerprintSettings, audio_features, collapse, longest_loop, token_features
+
+SETTINGS = FingerprintSettings()
+
+
+def tone(freq=440.0, rate=24000, seconds=0.5, amplitude=0.3):
+    t = np.arange(int(rate * seconds)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t))[None].astype(np.float32)
+
+
+def test_silent_clip_is_flagged_and_a_tone_is_not():
+    assert audio_features(np.zeros((1, 12000), np.float32), 24000, SETTINGS)["silent"]
+    features = audio_features(tone(), 24000, SETTINGS)
+    assert not features["silent"] and not features["noise"]
+    assert features["rms"] == pytest.approx(0.3 / np.sqrt(2), rel=1e-2)
+    assert features["zero_crossing_rate"] == pytest.approx(2 * 440 / 24000, rel=0.05)
+
+
+def test_white_noise_is_flagged_as_noise():
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 24000)).astype(np.float32)
+    features = audio_features(noise, 24000, SETTINGS)
+    assert features["noise"] and features["spectral_flatness"] > 0.5
+
+
+def test_clipping_share_counts_samples_at_full_scale():
+    clip = np.clip(tone(amplitude=2.0), -1, 1)
+    assert audio_features(clip, 24000, SETTINGS)["clipping_share"] > 0.3
+
+
+def test_longest_loop_finds_a_repeated_phrase():
+    rng = np.random.default_rng(0)
+    phrase = rng.integers(0, 100, (3, 2))
+    frames = np.concatenate([rng.integers(100, 200, (5, 2)), phrase, phrase, phrase, rng.integers(200, 300, (4, 2))])
+    assert longest_loop(frames, 16) == 9
+    assert longest_loop(rng.integers(0, 10**6, (30, 2)), 16) == 0
+
+
+def fingerprints(n, tokens):
+    frame = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "silent": False, "noise": False,
+                          "longest_loop_frames": 0})
+    return collapse(frame, tokens, SETTINGS)
+
+
+def test_one_output_repeated_for_every_prompt_is_collapse():
+    same = np.arange(40)
+    frame, summary = fingerprints(8, [same.copy() for _ in range(8)])
+    assert summary["collapsed"] and summary["unique_outputs"] == 1 and summary["near_duplicate_pairs"] == 28
+    assert frame["duplicate_of"].isna().tolist() == [True] + [False] * 7 and set(frame["duplicate_of"][1:]) == {"s0"}
+
+
+def test_distinct_outputs_are_not_collapse():
+    rng = np.random.default_rng(0)
+    frame, summary = fingerprints(8, [rng.integers(0, 1024, 40) for _ in range(8)])
+    assert not summary["collapsed"] and summary["unique_ratio"] == 1.0 and summary["near_duplicate_pairs"] == 0
+
+
+def test_near_identical_outputs_count_as_near_duplicates():
+    base = np.arange(40)
+    variants = [base.copy() for _ in range(4)]
+    for i, v in enumerate(variants):
+        v[i] = 999  # one token in 40 differs
+    _, summary = fingerprints(4, variants)
+    assert summary["unique_outputs"] == 4 and summary["near_duplicate_pairs"] == 6 and summary["collapsed"]
+
+
+def test_image_hash_distance_finds_near_duplicates():
+    frame = pd.DataFrame({"sample_id": ["a", "b", "c"], "phash": ["ffff0000ffff0000", "ffff0000ffff0001", "0123456789abcdef"],
+                          "longest_loop_frames": 0})
+    rng = np.random.default_rng(1)
+    out, summary = collapse(frame, [rng.integers(0, 512, 16) for _ in range(3)], SETTINGS)
+    assert out["near_duplicate"].tolist() == [True, True, False] and summary["near_duplicate_pairs"] == 1
+
+
+def test_token_features_measure_diversity(mini_demo):
+    audio = mini_demo["space"].modality("audio")
+    loop = audio.flatten(np.tile(np.arange(4)[:, None], (1, 12)))  # one frame repeated 12 times
+    features = token_features(loop, audio, SETTINGS)
+    assert features["unique_ratio"] == pytest.approx(4 / 48) and features["longest_loop_frames"] == 12
