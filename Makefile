@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: setup
-	$(BIN)/snakemake --cores 2 implemented
+	$(BIN)/snakemake --cores 2
 
 test: setup
 	$(BIN)/python -m pytest

@@ -263,3 +263,53 @@ def test_decode_and_fingerprint_parquet_open_with_duckdb_hive_partitioning(finge
     ).fetchall()
     assert prints == [("t2a", 256), ("t2i", 256)]
     assert len(pd.read_parquet(fingerprinted / "results/fingerprint/ckpt=good/task=t2a/fingerprints.parquet")) == 256
+
+
+@pytest.fixture(scope="module")
+def reported(fingerprinted, ablated):
+    snakemake("--cores", "2", "-d", str(fingerprinted), "--configfile", str(REPO / "config" / "config.yaml"))
+    return fingerprinted
+
+
+@pytest.mark.slow
+def test_demo_report_passes_every_p0_gate_for_good_and_fails_p04_for_deaf(reported):
+    import json
+
+    good = json.loads((reported / "results/report/ckpt=good/gates.json").read_text())
+    deaf = json.loads((reported / "results/report/ckpt=deaf/gates.json").read_text())
+    assert {g["gate"]: g["verdict"] for g in good["gates"] if g["gate"].startswith("P0")} == {f"P0.{i}": "PASS" for i in range(1, 5)}
+    assert good["overall"] in ("valid trial", "ready to promote")
+    verdicts = {g["gate"]: g for g in deaf["gates"]}
+    assert verdicts["P0.4"]["verdict"] == "FAIL" and verdicts["P0.4"]["fix"] and deaf["overall"] == "not valid"
+    assert good["training_dynamics"] and good["length_audit"]
+
+
+@pytest.mark.slow
+def test_demo_html_report_is_self_contained(reported):
+    text = (reported / "results/report/ckpt=good/report.html").read_text()
+    assert "mmgate gate report: good" in text and "data:audio/wav;base64" in text and "data:image/png;base64" in text
+    assert not re.search(r"""(src|href)=["']https?://""", text)
+
+
+@pytest.mark.slow
+def test_mmgate_check_passes_good_and_fails_deaf(reported):
+    from mmgate.cli import main as cli
+
+    assert cli(["check", str(reported / "results/report/ckpt=good")]) == 0
+    assert cli(["check", str(reported / "results/report/ckpt=deaf")]) == 1
+
+
+@pytest.mark.slow
+def test_trend_holds_both_checkpoints(reported):
+    trend = read_parquet(reported / "results/report/trend.parquet")
+    assert set(trend["checkpoint"]) == {"good", "deaf"} and {"P0.4", "P1.1"} <= set(trend["gate"])
+
+
+@pytest.mark.slow
+def test_snakemake_report_includes_the_gate_reports(reported):
+    out = reported / "snakemake-report.zip"
+    snakemake("--report", str(out), "-d", str(reported), "--configfile", str(REPO / "config" / "config.yaml"))
+    import zipfile
+
+    names = zipfile.ZipFile(out).namelist()
+    assert any(n.endswith("report.html") for n in names) and any(n.endswith("trend.html") for n in names)

@@ -294,6 +294,12 @@ def _collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int):
     return input_ids, attention, labels
 
 
+def _trained_weight(module):
+    """The weight being trained: the adapter's copy for a `modules_to_save` wrapper."""
+    copies = getattr(module, "modules_to_save", None)
+    return (copies["default"] if copies is not None else module).weight
+
+
 def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, world: SyntheticWorld,
                deaf: bool, steps: int, seed: int, batch_size: int = 32, log=print) -> list[dict]:
     """Stage-4 LoRA on the tiny base. `deaf` swaps every conditioning input for another example's."""
@@ -329,14 +335,24 @@ def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, worl
             ]
         pairs = [encode_training_example(ex, templates, tokenizer, space) for ex in examples]
         input_ids, attention, labels = _collate(pairs, tokenizer.pad_token_id)
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100)
+        mask = (labels[:, 1:] != -100).float()
+        loss = (nll * mask).sum() / mask.sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         if step % 25 == 0 or step == steps - 1:
-            history.append({"step": step, "loss": loss.item()})
+            per_example = ((nll * mask).sum(1) / mask.sum(1)).detach()
+            record = {"step": step, "loss": loss.item()}
+            for task in tasks:
+                record[f"{task}_avg"] = float(per_example[[i for i, ex in enumerate(examples) if ex.task == task]].mean())
+            base = model.get_base_model()
+            record["head_norm_mean"] = _trained_weight(base.get_output_embeddings()).detach().norm(dim=1).mean().item()
+            record["emb_norm_mean"] = _trained_weight(base.get_input_embeddings()).detach().norm(dim=1).mean().item()
+            history.append(record)
             log(f"[demo] {'deaf' if deaf else 'good'} step {step:4d} loss {loss.item():.3f}")
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -421,7 +437,9 @@ def build_demo(out: str | Path, golden_per_task: int = 256, train_steps: int = 4
         adapter_config = json.loads(config_path.read_text())
         adapter_config["base_model_name_or_path"] = str(stage3.resolve())
         write_text(config_path, json.dumps(adapter_config, indent=2) + "\n")
-        write_text(ckpt / "train_log.json", json.dumps(history, indent=1) + "\n")
+        import pandas as pd
+
+        write_text(ckpt / "train_log.csv", pd.DataFrame(history).to_csv(index=False))
         _write_hash_file(ckpt / "token_space.sha256", space.sha256, bare=name == "deaf")
         write_text(ckpt / "COMPLETE", f"{name}\n")
     return out

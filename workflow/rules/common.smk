@@ -95,32 +95,6 @@ def token_space_targets():
     return expand("results/token_space/ckpt={ckpt}/check.parquet", ckpt=CHECKPOINTS)
 
 
-def generate_targets():
-    return [
-        f"results/generate/ckpt={ckpt}/task={task}/mode={mode}/part-{shard}.parquet"
-        for ckpt in CHECKPOINTS
-        for task in WRITE_TASKS
-        for mode in MODES
-        for shard in shards(task)
-    ]
-
-
-def fingerprint_targets():
-    return expand(
-        "results/fingerprint/ckpt={ckpt}/task={task}/collapse.parquet",
-        ckpt=CHECKPOINTS,
-        task=WRITE_TASKS,
-    )
-
-
-def ablation_targets():
-    return expand(
-        "results/ablate/ckpt={ckpt}/task={task}/summary.parquet",
-        ckpt=CHECKPOINTS,
-        task=WRITE_TASKS + READ_TASKS,
-    )
-
-
 def all_targets():
     return expand("results/report/ckpt={ckpt}/gates.json", ckpt=CHECKPOINTS) + [
         "results/report/trend.parquet"

@@ -1,4 +1,4 @@
-# Planned stage (issue #6): gate report per checkpoint and the trend across checkpoints.
+# Gate report per checkpoint, and the trend across checkpoints.
 
 
 rule report:
@@ -7,24 +7,41 @@ rule report:
     output:
         json="results/report/ckpt={ckpt}/gates.json",
         table="results/report/ckpt={ckpt}/gates.parquet",
+        html=report(
+            "results/report/ckpt={ckpt}/report.html",
+            caption="../report/gates.rst",
+            category="Gate reports",
+            labels={"checkpoint": "{ckpt}"},
+        ),
     log:
         "logs/report/{ckpt}.log",
     conda:
         ENV
     resources:
-        mem_mb=2000,
+        mem_mb=4000,
         runtime=10,
     params:
-        stage="gate report: issue #6",
+        results=lambda wildcards, input: str(Path(input.check).parents[2]),
+        ckpt_dir=ckpt_dir,
+        thresholds=config["gates"],
+        length_limits=config["report"]["length_limits"],
+        training_log=config["report"]["training_log"],
+        golden=config["golden_set"],
+        token_space=config["token_space"],
     script:
-        "../scripts/planned.py"
+        "../scripts/report.py"
 
 
 rule trend:
     input:
-        expand("results/report/ckpt={ckpt}/gates.parquet", ckpt=CHECKPOINTS),
+        expand("results/report/ckpt={ckpt}/gates.json", ckpt=CHECKPOINTS),
     output:
-        "results/report/trend.parquet",
+        table="results/report/trend.parquet",
+        html=report(
+            "results/report/trend.html",
+            caption="../report/trend.rst",
+            category="Trend",
+        ),
     log:
         "logs/report/trend.log",
     conda:
@@ -32,7 +49,5 @@ rule trend:
     resources:
         mem_mb=2000,
         runtime=10,
-    params:
-        stage="trend across checkpoints: issue #6",
     script:
-        "../scripts/planned.py"
+        "../scripts/trend.py"
