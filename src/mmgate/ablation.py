@@ -220,7 +220,7 @@ def summarize(frame: pd.DataFrame, task: str, min_n: int = 256, bootstrap_reps: 
         delta_ci = _bootstrap_mean(delta, rng, bootstrap_reps)
         win_ci = _bootstrap_mean((delta > 0).astype(float), rng, bootstrap_reps)
         out.append({
-            "task": task, "condition": condition, "n": n,
+            "condition": condition, "n": n,
             "mean_loss_correct": float(correct.mean()) if n else math.nan,
             "mean_loss": float(ablated.mean()) if n else math.nan,
             "delta": float(delta.mean()) if n else math.nan,
@@ -265,7 +265,6 @@ def ablate_shard(space: TokenSpace, golden: pd.DataFrame, ckpt_dir: str, task: s
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     frame = score_conditions(model, conditions, rows["sample_id"].iloc[keep].tolist(), pad_id,
                              settings.batch_size, settings.chunk_tokens)
-    frame.insert(1, "task", task)
     meta = {"task": task, "shard": shard, "checkpoint_dir": str(ckpt_dir), "base": model_config.get("base"),
             "dtype": model_config["dtype"], "device": str(device), "template": template_text, "settings": asdict(settings)}
     return frame, meta

@@ -145,8 +145,6 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
             frames = int(n_frames[i]) if n_frames is not None else None
             out.append({
                 "sample_id": row.sample_id,
-                "task": task,
-                "mode": mode,
                 "prompt_hash": prompt_hash(row.prompt),
                 "generated_ids": span.tolist(),
                 "expected_len": int(expected[i]),

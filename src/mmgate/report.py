@@ -36,7 +36,9 @@ def load_stage_tables(results: str | Path, ckpt: str) -> dict[str, Any]:
                               "collapse": {}, "fingerprint": {}, "ablate": {}, "ablate_rows": {}, "evidence": {}}
     for task in WRITE:
         generated = _concat(list((root / "generate" / f"ckpt={ckpt}" / f"task={task}").glob("mode=*/part-*.parquet")))
-        if generated is not None:
+        if generated is not None:  # partition keys live in the path (hive), not in the files
+            generated["mode"] = [Path(f).parent.name.split("=", 1)[1] for f in generated["_file"]]
+            generated["task"] = task
             tables["generate"][task] = generated
         decoded = _concat(list((root / "decode" / f"ckpt={ckpt}" / f"task={task}").glob("part-*.parquet")))
         if decoded is not None:
@@ -146,7 +148,7 @@ def _plots(tables: Mapping[str, Any]) -> dict[str, str]:
             ax.set_xticks(range(1, len(conditions) + 1), conditions, rotation=30)
             ax.set_title(f"{task}: loss per condition")
         out["losses"] = _figure_png(fig)
-        summary = pd.concat(tables["ablate"].values(), ignore_index=True)
+        summary = pd.concat([s.assign(task=t) for t, s in tables["ablate"].items()], ignore_index=True)
         fig, ax = plt.subplots(figsize=(7, 3))
         labels = [f"{r.task}/{r.condition}" for r in summary.itertuples()]
         ax.errorbar(range(len(summary)), summary["win_rate"],

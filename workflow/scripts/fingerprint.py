@@ -26,7 +26,7 @@ def main(smk, log):
     log.info("%s: %s", smk.wildcards.write_task, summary)
     meta = provenance("fingerprint", space.sha256, checkpoint=smk.wildcards.ckpt, task=smk.wildcards.write_task)
     write_parquet(frame, smk.output.table, meta)
-    summary_frame = pd.DataFrame([{"task": smk.wildcards.write_task, **summary}])
+    summary_frame = pd.DataFrame([summary])
     write_parquet(summary_frame, smk.output.collapse, meta)
 
 
