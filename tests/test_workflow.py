@@ -210,7 +210,7 @@ def test_ablation_parquet_opens_with_pandas_and_duckdb_hive_partitioning(ablated
     n = duckdb.sql(
         f"SELECT count(*) FROM read_parquet('{demo_workdir}/results/ablate/*/*/part-*.parquet', hive_partitioning = true) "
         "WHERE ckpt = 'good' AND task = 't2a' AND condition = 'shuffled'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     assert n == 256
     part = pd.read_parquet(demo_workdir / "results/ablate/ckpt=good/task=t2a/part-000.parquet")
     assert {"sample_id", "condition", "loss", "n_target_tokens", "input_hash"} <= set(part.columns)
