@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,6 +8,24 @@ import pytest
 from mmgate.tokenspace import TokenSpace
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CONFIG = REPO / "config" / "config.yaml"
+
+
+def snakemake(*args, cwd=REPO, check=True, timeout=1800, snakefile=REPO / "Snakefile"):
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(snakefile), *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory):
+    """The README's demo, run by Snakemake in a fresh working directory (builds and trains the demo)."""
+    workdir = tmp_path_factory.mktemp("demo_run")
+    snakemake("check_token_space", "--cores", "2", "-d", str(workdir), "--configfile", str(CONFIG))
+    return workdir
 
 
 def small_spec(layout: str = "frame_major") -> dict:

@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from mmgate import ablation
-from mmgate.ablation import (AblationIntegrityError, Scored, build_conditions, check_integrity, derangement,
-                             score_conditions, summarize, target_losses)
+from mmgate.ablation import (
+    AblationIntegrityError,
+    build_conditions,
+    check_integrity,
+    derangement,
+    score_conditions,
+    summarize,
+    target_losses,
+)
 from mmgate.demo import DEFAULT_TEMPLATES, SyntheticWorld, golden_frame
 from mmgate.golden import normalize_golden
 from mmgate.loading import load_model

@@ -2,13 +2,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from mmgate.checkpoints import checkpoint_step, discover_checkpoints
 from mmgate.config import load_config, validate_config
 from mmgate.demo import DEFAULT_TEMPLATES
 from mmgate.errors import CheckpointError, ConfigError
-
-from conftest import REPO
 
 
 def demo_config():

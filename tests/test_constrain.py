@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import small_spec, write_space
 
 from mmgate.constrain import ModalityConstraint, RowBudget
 from mmgate.generation import compliance, split_generation
 from mmgate.tokenspace import TokenSpace
-
-from conftest import small_spec, write_space
 
 
 def modality(tmp_path, layout, name="audio"):

@@ -1,9 +1,7 @@
 """Generation in shards: per-sample length, explicit sampling settings, reproducibility."""
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from mmgate.demo import DEFAULT_TEMPLATES, SyntheticWorld, golden_frame
 from mmgate.generation import GenerationSettings, generate_rows, length_batches

@@ -2,11 +2,10 @@ import copy
 
 import numpy as np
 import pytest
+from conftest import small_spec, write_space
 
 from mmgate.errors import TokenSpaceError
 from mmgate.tokenspace import TokenSpace, parse_sha256_text, read_sha256_file, sha256_file
-
-from conftest import small_spec, write_space
 
 
 def load_bad(tmp_path, mutate) -> str:

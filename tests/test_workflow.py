@@ -1,29 +1,16 @@
 """The Snakemake workflow as users run it: lint, formatting, the planned DAG, and the demo end to end."""
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import BIN, REPO, snakemake
 
 from mmgate.io import read_parquet, read_provenance, write_parquet
-
-from conftest import REPO
-
-BIN = Path(sys.executable).parent
-
-
-def snakemake(*args, cwd=REPO, check=True, timeout=1800):
-    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -51,14 +38,6 @@ def test_dry_run_plans_every_stage_with_shards_from_the_golden_set_size(tmp_path
         "ablate": 2 * 4 * 2, "ablation_summary": 2 * 4, "report": 2, "trend": 1, "all": 1,
         "total": 60,
     }
-
-
-@pytest.fixture(scope="module")
-def demo_workdir(tmp_path_factory):
-    """The README's demo, run by Snakemake in a fresh working directory (builds and trains the demo)."""
-    workdir = tmp_path_factory.mktemp("demo_run")
-    snakemake("check_token_space", "--cores", "2", "-d", str(workdir), "--configfile", str(REPO / "config" / "config.yaml"))
-    return workdir
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MMGateError
+from .settings import FromConfig
 from .templates import PromptTemplate
 from .tokenspace import READ_TASKS, WRITE_TASKS, TokenSpace
 
@@ -235,17 +236,13 @@ def summarize(frame: pd.DataFrame, task: str, min_n: int = 256, bootstrap_reps: 
 
 
 @dataclass(frozen=True)
-class AblationSettings:
+class AblationSettings(FromConfig):
     batch_size: int = 16
     chunk_tokens: int = 1024
     seed: int = 0
     neutral_prompt: str = ""
     min_n: int = 256
     bootstrap_reps: int = 2000
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "AblationSettings":
-        return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
 
 
 def ablate_shard(space: TokenSpace, golden: pd.DataFrame, ckpt_dir: str, task: str, shard: int, samples_per_shard: int,

@@ -54,7 +54,6 @@ def _gate_files(path: str) -> list:
 
 def _inspect(args: argparse.Namespace) -> None:
     import json
-    from pathlib import Path
 
     summaries = []
     for path in _gate_files(args.path):
@@ -106,6 +105,26 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if status else 0
 
 
+def _install_profile(args: argparse.Namespace) -> None:
+    import shutil
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[2] / "profiles" / args.name
+    if not (source / "config.yaml").exists():
+        from .errors import MMGateError
+
+        raise MMGateError(f"no profile {args.name!r} in {source.parent} (have: {sorted(p.name for p in source.parent.iterdir())})")
+    target = Path(args.dest).expanduser() / args.name
+    if target.exists() and not args.force:
+        from .errors import MMGateError
+
+        raise MMGateError(f"{target} exists; pass --force to overwrite it")
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / "config.yaml", target / "config.yaml")
+    print(f"installed {target / 'config.yaml'}: edit slurm_account, slurm_partition and gpu_model, then run "
+          f"`snakemake --profile {args.name}`")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmgate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("path", help="results/ or results/report/ckpt=<name>/")
     check.add_argument("--strict", action="store_true", help="count WARN (e.g. N < 256) as failing")
     check.set_defaults(func=_check)
+    install = sub.add_parser("install-profile", help="copy a Snakemake profile (default: slurm) to ~/.config/snakemake")
+    install.add_argument("name", nargs="?", default="slurm")
+    install.add_argument("--dest", default="~/.config/snakemake")
+    install.add_argument("--force", action="store_true")
+    install.set_defaults(func=_install_profile)
     args = parser.parse_args(argv)
     try:
         result = args.func(args)

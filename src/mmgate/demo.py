@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .tokenspace import TokenSpace, sha256_file
+from .tokenspace import TokenSpace
 
 DEFAULT_TEMPLATES = {
     "t2a": "{bos}Generate music : {prompt}<aud_start>",
@@ -402,7 +400,7 @@ def build_demo(out: str | Path, golden_per_task: int = 256, train_steps: int = 4
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .io import write_parquet, provenance, write_text
+    from .io import provenance, write_parquet, write_text
     from .templates import PromptTemplate
 
     out = Path(out)

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .settings import FromConfig
 from .tokenspace import Modality
 
 
 @dataclass(frozen=True)
-class FingerprintSettings:
+class FingerprintSettings(FromConfig):
     silence_rms: float = 1e-3  # -60 dBFS
     noise_flatness: float = 0.4  # white noise gives ~0.56 (exp(-Euler gamma)), tones near 0
     clip_level: float = 0.999
@@ -30,10 +31,6 @@ class FingerprintSettings:
     near_duplicate_hash_distance: int = 4
     max_loop_period: int = 16
     loop_frames: int = 8
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "FingerprintSettings":
-        return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:

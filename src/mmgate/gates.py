@@ -13,6 +13,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from .settings import FromConfig
+
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 P0 = ("P0.1", "P0.2", "P0.3", "P0.4")
 P1 = ("P1.1", "P1.2", "P1.3")
@@ -41,7 +43,7 @@ FIXES = {
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class Thresholds(FromConfig):
     max_out_of_range_pct: float = 0.0
     min_decode_success: float = 1.0
     win_rate_shuffled: float = 0.70
@@ -55,10 +57,6 @@ class Thresholds:
     max_silent_share: float = 0.0
     max_noise_share: float = 0.1
     max_loop_share: float = 0.1
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "Thresholds":
-        return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from .settings import FromConfig
 from .templates import PromptTemplate
 from .tokenspace import Modality, TokenSpace
 
@@ -25,7 +26,7 @@ MODES = ("free", "constrained")
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
+class GenerationSettings(FromConfig):
     do_sample: bool = True
     temperature: float = 1.0
     top_k: int = 0
@@ -35,10 +36,6 @@ class GenerationSettings:
     hold_end_until_expected: bool = True
     batch_size: int = 32
     seed: int = 0
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "GenerationSettings":
-        return cls(**{k: config[k] for k in asdict(cls()) if k in config})
 
 
 def prompt_hash(text: str) -> str:

@@ -9,7 +9,7 @@ artifact; any mismatch fails the job before GPU work, with a table that says wha
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 

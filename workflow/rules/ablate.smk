@@ -17,7 +17,7 @@ rule ablate:
     resources:
         gpu=1,
         mem_mb=16000,
-        runtime=60,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         ckpt_dir=ckpt_dir,
         template=lambda wildcards: config["templates"][wildcards.task],

@@ -17,7 +17,7 @@ rule generate:
     resources:
         gpu=1,
         mem_mb=16000,
-        runtime=60,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         ckpt_dir=ckpt_dir,
         template=lambda wildcards: config["templates"][wildcards.write_task],
@@ -44,7 +44,7 @@ rule decode:
     resources:
         gpu=1,
         mem_mb=8000,
-        runtime=30,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         decoders=config["decoders"],
         device=config["model"]["device"],

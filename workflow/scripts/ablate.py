@@ -1,7 +1,6 @@
 """Teacher-forced losses of one shard of one task under every ablation condition."""
 
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
-
 import torch
 
 from mmgate.ablation import AblationSettings, ablate_shard

@@ -1,7 +1,6 @@
 """Statistics of one checkpoint and task over all its ablation shards."""
 
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
-
 import pandas as pd
 
 from mmgate.ablation import AblationSettings, summarize

@@ -1,7 +1,6 @@
 """Build the offline demo (tokenizer, token space, tiny base, Stage-2 shards, golden set, LoRAs)."""
 
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
-
 import torch
 
 from mmgate.demo import build_demo

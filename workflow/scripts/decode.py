@@ -1,9 +1,8 @@
 """Decode one constrained generation shard to WAV/PNG files and a parquet of per-sample results."""
 
-import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
-
 from pathlib import Path
 
+import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 import torch
 
 from mmgate.decode import decode_shard

@@ -1,9 +1,8 @@
 """Fingerprints of one checkpoint and task's decoded outputs, and its collapse summary."""
 
-import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
-
 from pathlib import Path
 
+import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 import pandas as pd
 
 from mmgate.fingerprint import FingerprintSettings, fingerprint_rows

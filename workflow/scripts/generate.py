@@ -1,7 +1,6 @@
 """Generate one shard of one write task in one mode (free or constrained)."""
 
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
-
 import torch
 
 from mmgate.generation import GenerationSettings, generate_shard

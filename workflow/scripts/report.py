@@ -1,9 +1,9 @@
 """Gate verdicts, gates.json/parquet and the self-contained HTML report of one checkpoint."""
 
-import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
-
 import json
 from pathlib import Path
+
+import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 
 from mmgate.gates import Thresholds, gates_table
 from mmgate.golden import load_golden

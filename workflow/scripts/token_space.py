@@ -1,8 +1,8 @@
 """P0.1 for one checkpoint: write check.parquet, or fail naming every mismatch."""
 
-import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
-
 from pathlib import Path
+
+import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 
 from mmgate.io import provenance, read_parquet, write_parquet
 from mmgate.scripting import run

@@ -1,13 +1,12 @@
 """P0.1, Stage-2 part: the recorded token-space hash of every shard, computed once and cached."""
 
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
-
 import pandas as pd
 
 from mmgate.io import provenance, write_parquet
+from mmgate.scripting import run
 from mmgate.tokencheck import COLUMNS, stage2_rows
 from mmgate.tokenspace import TokenSpace
-from mmgate.scripting import run
 
 
 def main(smk, log):

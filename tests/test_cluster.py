@@ -1,0 +1,224 @@
+"""Cluster execution: a real SLURM run, incremental reruns, preemption and faults.
+
+The SLURM test needs a running cluster (`.ci/run` starts the single-node one of
+../shared/slurm/local-slurm.sh with fake GPUs); without one it is skipped with the reason.
+The other tests use dry runs and local runs, asserting on the jobs Snakemake schedules.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import BIN, CONFIG, REPO, snakemake
+
+from mmgate.io import read_parquet
+
+SLURM_PROFILE = REPO / "profiles" / "slurm-local"
+
+
+def scheduled(output: str) -> dict[str, int]:
+    """Jobs per rule from a dry run's job stats ({} when there is nothing to do)."""
+    if "Job stats:" not in output:
+        return {}
+    table = output.split("Job stats:")[1]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    counts.pop("total", None)
+    return counts
+
+
+def scheduled_outputs(output: str) -> list[str]:
+    return re.findall(r"^\s+output: (.+)$", output, re.M)
+
+
+def data_config(tmp_path: Path, demo: Path, **changes) -> Path:
+    """The demo config pointing at a copy of the built demo data, with the demo rule off."""
+    data = tmp_path / "data"
+    if not data.exists():
+        shutil.copytree(demo / "resources" / "demo", data)
+    config = yaml.safe_load(yaml.safe_dump(yaml.safe_load(CONFIG.read_text())).replace("resources/demo", str(data)))
+    config["demo"]["build"] = False
+    config.update(changes)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def slurm_running() -> str | None:
+    if not shutil.which("sinfo"):
+        return "no SLURM here (sinfo not found); .ci/run starts one with ../shared/slurm/local-slurm.sh"
+    proc = subprocess.run(["sinfo", "-h"], capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return f"SLURM is installed but not running (sinfo: {proc.stderr.strip() or 'no partitions'})"
+    return None
+
+
+@pytest.mark.slow
+def test_demo_through_real_sbatch_jobs_carries_gpu_requests_and_matches_a_local_run(demo_workdir, tmp_path):
+    reason = slurm_running()
+    if reason:
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+    config = data_config(tmp_path, demo_workdir)
+    targets = ["results/token_space/ckpt=good/check.parquet",
+               "results/generate/ckpt=good/task=t2a/mode=constrained/part-000.parquet",
+               "results/ablate/ckpt=good/task=a2t/part-000.parquet"]
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    # the plugin's status polling hangs on some failures; SIGINT (not SIGTERM) stops it
+    cmd = ["timeout", "-s", "INT", "-k", "30", "900", str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
+           *targets, "--profile", str(SLURM_PROFILE), "-d", str(tmp_path), "--configfile", str(config)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = subprocess.run(["sacct", "-X", "-P", "-n", "-S", started, "--format=JobID,Comment,ReqTRES,State"],
+                          capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    rows = [line.split("|") for line in jobs]
+    by_rule = {}
+    for job_id, comment, tres, state in rows:
+        rule = re.search(r"rule_([a-z_0-9]+?)_wildcards|rule_([a-z_0-9]+)$", comment)
+        name = (rule.group(1) or rule.group(2)) if rule else comment
+        by_rule.setdefault(name, []).append((tres, state))
+    assert {"token_space_stage2", "token_space", "generate", "ablate"} <= set(by_rule), rows
+    for rule in ("generate", "ablate"):
+        assert all("gres/gpu=1" in tres and state == "COMPLETED" for tres, state in by_rule[rule]), by_rule[rule]
+    assert all("gres/gpu" not in tres for tres, _ in by_rule["token_space"])
+    # the same tokens and losses as the local run of the same demo
+    local = demo_workdir
+    snakemake(*targets[1:], "--cores", "2", "-d", str(local), "--configfile", str(CONFIG))
+    for target in targets[1:]:
+        ours, theirs = read_parquet(tmp_path / target), read_parquet(local / target)
+        if "generated_ids" in ours:
+            assert ours["generated_ids"].map(tuple).tolist() == theirs["generated_ids"].map(tuple).tolist()
+        else:
+            pd.testing.assert_series_equal(ours["loss"], theirs["loss"], rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def complete_run(demo_workdir, tmp_path_factory):
+    """A finished run of every stage over a checkpoint glob, in its own working directory."""
+    workdir = tmp_path_factory.mktemp("incremental")
+    data = workdir / "data"
+    shutil.copytree(demo_workdir / "resources" / "demo", data)
+    (data / "runs").mkdir()
+    shutil.copytree(data / "checkpoints" / "good", data / "runs" / "checkpoint-100")
+    config = data_config(workdir, demo_workdir, checkpoints={}, checkpoint_glob=str(data / "runs" / "checkpoint-*"))
+    snakemake("--cores", "2", "-d", str(workdir), "--configfile", str(config))
+    return workdir, config, data
+
+
+def slurm_rerun_triggers(repo: Path = REPO) -> list[str]:
+    """The rerun triggers of the users' slurm profile (read from it, so that no cluster is needed)."""
+    return yaml.safe_load((repo / "profiles" / "slurm" / "config.yaml").read_text())["rerun-triggers"]
+
+
+def dry(workdir, config, *extra, slurm_triggers=False, snakefile=REPO / "Snakefile"):
+    args = ["-n", "-d", str(workdir), "--configfile", str(config), *extra]
+    if slurm_triggers:
+        args += ["--rerun-triggers", *slurm_rerun_triggers(Path(snakefile).parent)]
+    proc = snakemake(*args, snakefile=snakefile)
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_second_run_with_nothing_changed_schedules_no_job(complete_run):
+    workdir, config, _ = complete_run
+    output = dry(workdir, config)
+    assert scheduled(output) == {} and "Nothing to be done" in output
+
+
+@pytest.mark.slow
+def test_a_new_checkpoint_schedules_only_its_own_jobs_and_the_trend(complete_run, tmp_path):
+    workdir, config, data = complete_run
+    new = data / "runs" / "checkpoint-200"
+    shutil.copytree(data / "checkpoints" / "deaf", new)
+    try:
+        (new / "COMPLETE").unlink()
+        assert scheduled(dry(workdir, config)) == {}  # not complete yet: not picked up
+        (new / "COMPLETE").write_text("done\n")
+        output = dry(workdir, config)
+        counts = scheduled(output)
+        assert counts["trend"] == 1 and counts["report"] == 1 and counts["token_space"] == 1
+        assert "token_space_stage2" not in counts
+        outputs = [o for o in scheduled_outputs(output) if "ckpt=" in o]
+        assert outputs and all("ckpt=checkpoint-200" in o for o in outputs)
+    finally:
+        shutil.rmtree(new)
+
+
+@pytest.mark.slow
+def test_editing_library_or_script_code_schedules_no_gpu_job_under_the_slurm_profile(complete_run, tmp_path):
+    workdir, config, _ = complete_run
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".venv", ".git", "results", "resources", ".snakemake", "logs", "__pycache__"))
+    for path in (copy / "workflow/scripts/generate.py", copy / "workflow/scripts/ablate.py", copy / "src/mmgate/generation.py"):
+        path.write_text(path.read_text() + "\n# an edit that changes the code\n")
+    with_profile = scheduled(dry(workdir, config, slurm_triggers=True, snakefile=copy / "Snakefile"))
+    assert not {"generate", "ablate", "decode"} & set(with_profile), with_profile
+    without = scheduled(dry(workdir, config, snakefile=copy / "Snakefile"))  # snakemake's default triggers include code
+    assert without.get("generate") and without.get("ablate")
+
+
+@pytest.mark.slow
+def test_changing_a_generation_setting_reruns_generation_and_its_dependents_only(complete_run, tmp_path):
+    workdir, config, _ = complete_run
+    changed = yaml.safe_load(config.read_text())
+    changed["generation"]["temperature"] = 0.9
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    counts = scheduled(dry(workdir, path, slurm_triggers=True))
+    assert set(counts) == {"generate", "decode", "fingerprint", "report", "trend", "all"}, counts
+    assert counts["generate"] == 2 * 2 * 2
+
+
+@pytest.mark.slow
+def test_a_generation_job_killed_mid_shard_leaves_no_parquet_and_the_next_run_finishes(demo_workdir, tmp_path):
+    # one sample a batch: the shard takes long enough to be killed in the middle
+    config = data_config(tmp_path, demo_workdir, generation={**yaml.safe_load(CONFIG.read_text())["generation"], "batch_size": 1})
+    target = "results/generate/ckpt=good/task=t2a/mode=free/part-000.parquet"
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), target, "--cores", "2", "-d", str(tmp_path),
+           "--configfile", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log = tmp_path / "logs/generate/good/t2a/free/part-000.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and not log.exists():  # the job's script has started
+        time.sleep(0.2)
+    time.sleep(6)  # the model is loaded and batches are running (the shard takes ~15 s)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    out = tmp_path / target
+    assert not out.exists(), "a killed job must not leave the shard's parquet"
+    snakemake(target, "--cores", "2", "-d", str(tmp_path), "--configfile", str(config), "--rerun-incomplete")
+    assert len(read_parquet(out)) == 128
+
+
+@pytest.mark.slow
+def test_a_corrupt_parquet_left_by_hand_is_reported_with_the_fix(complete_run, tmp_path):
+    workdir, config, _ = complete_run
+    part = workdir / "results/generate/ckpt=checkpoint-100/task=t2i/mode=constrained/part-001.parquet"
+    backup = part.read_bytes()
+    try:
+        part.write_bytes(backup[: len(backup) // 2])
+        proc = snakemake("results/decode/ckpt=checkpoint-100/task=t2i/part-001.parquet", "--cores", "1", "-d", str(workdir),
+                         "--configfile", str(config), check=False)
+        assert proc.returncode != 0
+        log = (workdir / "logs/decode/checkpoint-100/t2i/part-001.log").read_text()
+        assert f"{part.relative_to(workdir)}: not a readable parquet file" in log and "Delete it and rerun" in log
+    finally:
+        part.write_bytes(backup)
+
+
+@pytest.mark.slow
+def test_one_checkpoint_failing_p01_does_not_stop_the_others_with_keep_going(demo_workdir, tmp_path):
+    config = data_config(tmp_path, demo_workdir)
+    (tmp_path / "data" / "checkpoints" / "deaf" / "token_space.sha256").write_text("0" * 64 + "\n")
+    proc = snakemake("check_token_space", "--cores", "2", "-d", str(tmp_path), "--configfile", str(config), "--keep-going",
+                     check=False)
+    assert proc.returncode != 0
+    assert (tmp_path / "results/token_space/ckpt=good/check.parquet").exists()
+    assert not (tmp_path / "results/token_space/ckpt=deaf/check.parquet").exists()
+    assert "P0.1 token-space check FAILED for checkpoint 'deaf'" in (tmp_path / "logs/token_space/deaf.log").read_text()
