@@ -75,18 +75,19 @@ def test_demo_through_real_sbatch_jobs_carries_gpu_requests_and_matches_a_local_
            *targets, "--profile", str(SLURM_PROFILE), "-d", str(tmp_path), "--configfile", str(config)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    jobs = subprocess.run(["sacct", "-X", "-P", "-n", "-S", started, "--format=JobID,Comment,ReqTRES,State"],
+    jobs = subprocess.run(["sacct", "-X", "-P", "-n", "-S", started, "--format=JobID,ReqTRES,State,SubmitLine%2000"],
                           capture_output=True, text=True, check=True).stdout.strip().splitlines()
-    rows = [line.split("|") for line in jobs]
-    by_rule = {}
-    for job_id, comment, tres, state in rows:
-        rule = re.search(r"rule_([a-z_0-9]+?)_wildcards|rule_([a-z_0-9]+)$", comment)
-        name = (rule.group(1) or rule.group(2)) if rule else comment
-        by_rule.setdefault(name, []).append((tres, state))
-    assert {"token_space_stage2", "token_space", "generate", "ablate"} <= set(by_rule), rows
+    by_rule: dict[str, list[tuple[str, str, str]]] = {}
+    for line in jobs:
+        job_id, tres, state, submit = line.split("|", 3)
+        rule = re.search(r"--comment rule_(\w+?)(?:_wildcards_\S*)?(?:\s|$)", submit)
+        by_rule.setdefault(rule.group(1) if rule else "?", []).append((tres, state, submit))
+    assert {"token_space_stage2", "token_space", "generate", "ablate"} <= set(by_rule), jobs
     for rule in ("generate", "ablate"):
-        assert all("gres/gpu=1" in tres and state == "COMPLETED" for tres, state in by_rule[rule]), by_rule[rule]
-    assert all("gres/gpu" not in tres for tres, _ in by_rule["token_space"])
+        for tres, state, submit in by_rule[rule]:
+            assert "gres/gpu=1" in tres and "--gpus=fake:1" in submit and state == "COMPLETED", (tres, submit)
+    for tres, state, submit in by_rule["token_space"]:
+        assert "gres/gpu" not in tres and "-A mmgate" in submit and state == "COMPLETED"
     # the same tokens and losses as the local run of the same demo
     local = demo_workdir
     snakemake(*targets[1:], "--cores", "2", "-d", str(local), "--configfile", str(CONFIG))
