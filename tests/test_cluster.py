@@ -60,19 +60,16 @@ def slurm_running() -> str | None:
 
 
 @pytest.mark.slow
-def test_demo_through_real_sbatch_jobs_carries_gpu_requests_and_matches_a_local_run(demo_workdir, tmp_path):
+def test_demo_through_real_sbatch_jobs_requests_gpus_and_matches_a_local_run(demo_workdir, tmp_path):
     reason = slurm_running()
     if reason:
         print(f"SKIPPED: {reason}")
         pytest.skip(reason)
-    config = data_config(tmp_path, demo_workdir)
-    targets = ["results/token_space/ckpt=good/check.parquet",
-               "results/generate/ckpt=good/task=t2a/mode=constrained/part-000.parquet",
-               "results/ablate/ckpt=good/task=a2t/part-000.parquet"]
+    config = data_config(tmp_path, demo_workdir)  # the built demo data; every stage runs as a SLURM job
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     # the plugin's status polling hangs on some failures; SIGINT (not SIGTERM) stops it
-    cmd = ["timeout", "-s", "INT", "-k", "30", "900", str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
-           *targets, "--profile", str(SLURM_PROFILE), "-d", str(tmp_path), "--configfile", str(config)]
+    cmd = ["timeout", "-s", "INT", "-k", "30", "2400", str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
+           "--profile", str(SLURM_PROFILE), "-d", str(tmp_path), "--configfile", str(config)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     jobs = subprocess.run(["sacct", "-X", "-P", "-n", "-S", started, "--format=JobID,ReqTRES,State,SubmitLine%2000"],
@@ -82,16 +79,23 @@ def test_demo_through_real_sbatch_jobs_carries_gpu_requests_and_matches_a_local_
         job_id, tres, state, submit = line.split("|", 3)
         rule = re.search(r"--comment rule_(\w+?)(?:_wildcards_\S*)?(?:\s|$)", submit)
         by_rule.setdefault(rule.group(1) if rule else "?", []).append((tres, state, submit))
-    assert {"token_space_stage2", "token_space", "generate", "ablate"} <= set(by_rule), jobs
-    for rule in ("generate", "ablate"):
+    assert {"token_space_stage2", "token_space", "generate", "decode", "fingerprint", "ablate", "ablation_summary",
+            "report", "trend"} <= set(by_rule), jobs
+    assert len(by_rule["generate"]) == 16 and len(by_rule["ablate"]) == 16
+    for rule in ("generate", "ablate", "decode"):
         for tres, state, submit in by_rule[rule]:
             assert "gres/gpu=1" in tres and "--gpus=fake:1" in submit and state == "COMPLETED", (tres, submit)
     for tres, state, submit in by_rule["token_space"]:
         assert "gres/gpu" not in tres and "-A mmgate" in submit and state == "COMPLETED"
-    # the same tokens and losses as the local run of the same demo
+    verdicts = {ckpt: json.loads((tmp_path / f"results/report/ckpt={ckpt}/gates.json").read_text()) for ckpt in ("good", "deaf")}
+    assert all(g["verdict"] == "PASS" for g in verdicts["good"]["gates"] if g["gate"].startswith("P0"))
+    assert {g["gate"]: g["verdict"] for g in verdicts["deaf"]["gates"]}["P0.4"] == "FAIL"
+    # the same tokens and losses as a local run of the same demo
+    targets = ["results/generate/ckpt=good/task=t2a/mode=constrained/part-000.parquet",
+               "results/ablate/ckpt=good/task=a2t/part-000.parquet"]
     local = demo_workdir
-    snakemake(*targets[1:], "--cores", "2", "-d", str(local), "--configfile", str(CONFIG))
-    for target in targets[1:]:
+    snakemake(*targets, "--cores", "2", "-d", str(local), "--configfile", str(CONFIG))
+    for target in targets:
         ours, theirs = read_parquet(tmp_path / target), read_parquet(local / target)
         if "generated_ids" in ours:
             assert ours["generated_ids"].map(tuple).tolist() == theirs["generated_ids"].map(tuple).tolist()
@@ -183,14 +187,17 @@ def test_a_generation_job_killed_mid_shard_leaves_no_parquet_and_the_next_run_fi
     target = "results/generate/ckpt=good/task=t2a/mode=free/part-000.parquet"
     cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), target, "--cores", "2", "-d", str(tmp_path),
            "--configfile", str(config)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log = tmp_path / "logs/generate/good/t2a/free/part-000.log"
     deadline = time.time() + 300
     while time.time() < deadline and not log.exists():  # the job's script has started
         time.sleep(0.2)
     time.sleep(6)  # the model is loaded and batches are running (the shard takes ~15 s)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    session = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    job = [int(pid) for pid in session if "generate.py" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    assert job, "the generation job was not running"
+    os.kill(job[0], signal.SIGKILL)  # the job dies as on preemption; Snakemake itself survives and gives up
+    assert proc.wait(timeout=120) != 0
     out = tmp_path / target
     assert not out.exists(), "a killed job must not leave the shard's parquet"
     snakemake(target, "--cores", "2", "-d", str(tmp_path), "--configfile", str(config), "--rerun-incomplete")
