@@ -5,6 +5,7 @@ The SLURM test needs a running cluster (`.ci/run` starts the single-node one of
 The other tests use dry runs and local runs, asserting on the jobs Snakemake schedules.
 """
 
+import json
 import os
 import re
 import shutil
