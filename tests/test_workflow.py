@@ -155,7 +155,8 @@ def test_generation_parquet_opens_with_duckdb_hive_partitioning(generated):
 def ablated(demo_workdir):
     targets = [f"results/ablate/ckpt={c}/task={t}/summary.parquet" for c in ("good", "deaf") for t in ("t2a", "t2i", "a2t", "i2t")]
     snakemake(*targets, "--cores", "2", "-d", str(demo_workdir), "--configfile", str(REPO / "config" / "config.yaml"))
-    frames = [read_parquet(demo_workdir / t).assign(ckpt=t.split("ckpt=")[1].split("/")[0]) for t in targets]
+    frames = [read_parquet(demo_workdir / t).assign(ckpt=t.split("ckpt=")[1].split("/")[0], task=t.split("task=")[1].split("/")[0])
+              for t in targets]
     return pd.concat(frames).set_index(["ckpt", "task", "condition"])
 
 
