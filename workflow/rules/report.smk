@@ -25,7 +25,7 @@ rule report:
         ckpt_dir=ckpt_dir,
         thresholds=config["gates"],
         length_limits=config["report"]["length_limits"],
-        training_log=config["report"]["training_log"],
+        training_log=lambda wildcards: config["report"]["training_log"],
         golden=config["golden_set"],
         token_space=config["token_space"],
     script:
