@@ -23,3 +23,9 @@ rule all:
 rule check_token_space:
     input:
         token_space_targets(),
+    log:
+        "logs/token_space/verdicts.log",
+    conda:
+        ENV
+    script:
+        "workflow/scripts/token_space_verdicts.py"

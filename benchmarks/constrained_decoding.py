@@ -1,4 +1,4 @@
-"""Throughput of constrained decoding: none vs ModalityConstraint vs transformers' prefix_allowed_tokens_fn.
+"""Throughput of constrained decoding: none vs ModalityConstraint (with and without removed-mass tracking) vs prefix_allowed_tokens_fn.
 
 Every variant generates the same number of steps (the constrained ones hold the end token until
 the budget; a row of the unconstrained run that samples it early is padded while the others go
@@ -54,8 +54,9 @@ def run(model, prompt, variant, modality, new_tokens, frames) -> float:
                   min_new_tokens=0, pad_token_id=0, eos_token_id=modality.end_id)
     width = prompt.shape[1]
     budget = torch.full((prompt.shape[0],), new_tokens, device=prompt.device)
-    if variant == "constraint":
-        kwargs["logits_processor"] = [ModalityConstraint(modality, width, min_length=budget, device=prompt.device)]
+    if variant in ("constraint", "constraint+mass"):
+        kwargs["logits_processor"] = [ModalityConstraint(modality, width, min_length=budget, device=prompt.device,
+                                                         track_removed_mass=variant == "constraint+mass")]
     elif variant == "prefix_fn":
         kwargs["prefix_allowed_tokens_fn"] = prefix_fn_for(modality, width, new_tokens // modality.n_codebooks)
     if prompt.is_cuda:
@@ -78,7 +79,7 @@ def bench(name, text_vocab, device, batch, frames, repeats):
     prompt = torch.randint(4, 30, (batch, 8), device=device)
     prompt[:, -1] = audio.start_id
     new_tokens = frames * audio.n_codebooks
-    variants = ("none", "constraint", "prefix_fn")
+    variants = ("none", "constraint", "constraint+mass", "prefix_fn")
     for variant in variants:  # warm-up
         run(model, prompt, variant, audio, 8, 2)
     speeds = {v: [] for v in variants}
@@ -88,28 +89,32 @@ def bench(name, text_vocab, device, batch, frames, repeats):
     median = {v: statistics.median(s) for v, s in speeds.items()}
     # The processor's own cost, timed directly over the same steps (less noisy than end-to-end rates)
     width = prompt.shape[1]
-    processor = ModalityConstraint(audio, width, min_length=torch.full((batch,), new_tokens, device=device), device=device)
     scores = torch.randn(batch, space.vocab_size, device=device)
     ids = [torch.zeros(batch, width + step, dtype=torch.long, device=device) for step in range(new_tokens)]
-    timings = []
-    for _ in range(repeats):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for step_ids in ids:
-            processor(step_ids, scores)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        timings.append((time.perf_counter() - start) / new_tokens)
-    per_step = statistics.median(timings)
+    per_step = {}
+    for tracked in (False, True):
+        timings = []
+        for _ in range(repeats):
+            processor = ModalityConstraint(audio, width, min_length=torch.full((batch,), new_tokens, device=device),
+                                           device=device, track_removed_mass=tracked)
+            if device != "cpu":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for step_ids in ids:
+                processor(step_ids, scores)
+            if device != "cpu":
+                torch.cuda.synchronize()
+            timings.append((time.perf_counter() - start) / new_tokens)
+        per_step[tracked] = statistics.median(timings)
     step_time = batch / median["none"]
     print(f"{name:<22} vocab {space.vocab_size:>7}  batch {batch}  {new_tokens} new tokens  ({device})")
     for variant in variants:
         print(f"  {variant:<11} {median[variant]:>10.0f} tok/s   x{median[variant] / median['none']:.3f} of unconstrained"
               f"   spread {min(speeds[variant]):.0f}-{max(speeds[variant]):.0f}")
     print(f"  ModalityConstraint / prefix_allowed_tokens_fn: x{median['constraint'] / median['prefix_fn']:.1f}")
-    print(f"  ModalityConstraint alone: {per_step * 1e6:.0f} us/step = {100 * per_step / step_time:.1f} % of an "
-          f"unconstrained step ({step_time * 1e3:.2f} ms)")
+    for tracked, label in ((False, "ModalityConstraint alone"), (True, "with removed-mass tracking")):
+        print(f"  {label:<27} {per_step[tracked] * 1e6:>6.0f} us/step = {100 * per_step[tracked] / step_time:.1f} % of an "
+              f"unconstrained step ({step_time * 1e3:.2f} ms)")
     return median
 
 

@@ -83,3 +83,37 @@ def test_two_checkpoints_with_one_name_is_an_error(tmp_path):
 
 def test_checkpoint_step_is_the_last_number_in_the_name():
     assert checkpoint_step("checkpoint-2000") == 2000 and checkpoint_step("good") is None
+
+
+SETTINGS_OF_SECTION = {
+    "generation": "mmgate.generation:GenerationSettings",
+    "ablation": "mmgate.ablation:AblationSettings",
+    "fingerprint": "mmgate.fingerprint:FingerprintSettings",
+    "gates": "mmgate.gates:Thresholds",
+}
+
+
+@pytest.mark.parametrize("section", sorted(SETTINGS_OF_SECTION))
+def test_schema_defaults_are_the_settings_class_defaults(section):
+    """One home for each default: the schema repeats the dataclass, key for key and value for value."""
+    import dataclasses
+    import importlib
+
+    module, name = SETTINGS_OF_SECTION[section].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    properties = schema["properties"][section]["properties"]
+    assert {f.name: f.default for f in dataclasses.fields(cls)} == {k: v["default"] for k, v in properties.items()}
+
+
+def test_an_unknown_setting_reaching_a_settings_class_is_an_error():
+    from mmgate.gates import Thresholds
+
+    with pytest.raises(ConfigError) as err:
+        Thresholds.from_config({"win_rate_shufled": 0.7})
+    assert "gates: unknown setting(s) 'win_rate_shufled' (did you mean 'win_rate_shuffled'?)" in str(err.value)
+
+
+def test_task_wildcards_come_from_the_tasks_module():
+    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert 'task="|".join(TASKS)' in text and "t2a|t2i" not in text

@@ -86,6 +86,29 @@ def test_end_token_is_held_until_each_rows_min_length(tmp_path):
     assert end_allowed == [[True, False], [True, False], [True, True]]
 
 
+def test_removed_mass_is_the_probability_outside_the_allowed_slot(tmp_path):
+    m = modality(tmp_path, "frame_major")  # 40 ids; slot 0 holds 4 of them
+    processor = ModalityConstraint(m, span_start=0, track_removed_mass=True)
+    uniform = torch.zeros(2, m.vocab_size)
+    processor(torch.zeros(2, 0, dtype=torch.long), uniform)
+    peaked = torch.full((2, m.vocab_size), -1e4)
+    peaked[0, 10], peaked[1, 0] = 0.0, 0.0  # row 0 wants a slot-0 code, row 1 a text token
+    processor(torch.zeros(2, 2, dtype=torch.long), peaked)
+    first, second = processor.removed_mass
+    assert torch.allclose(first, torch.tensor([36 / 40, 36 / 40]))
+    assert torch.allclose(second, torch.tensor([0.0, 1.0]), atol=1e-6)
+
+
+def test_removed_mass_does_not_count_the_end_token_held_until_min_length(tmp_path):
+    m = modality(tmp_path, "frame_major")
+    processor = ModalityConstraint(m, span_start=0, min_length=torch.tensor([8]), track_removed_mass=True)
+    wants_to_end = torch.full((1, m.vocab_size), -1e4)
+    wants_to_end[0, m.end_id] = 0.0
+    out = processor(torch.zeros(1, 2, dtype=torch.long), wants_to_end)
+    assert not torch.isfinite(out[0, m.end_id]) or out[0, m.end_id] < -1e30  # still held back...
+    assert processor.removed_mass[0].item() == pytest.approx(0.0, abs=1e-6)  # ...but legal for the layout
+
+
 def test_half_precision_rows_stay_constrained_and_finite(tmp_path):
     m = modality(tmp_path, "codebook_major")
     processor = ModalityConstraint(m, span_start=0, n_frames=torch.tensor([2]))

@@ -66,7 +66,35 @@ def test_near_identical_outputs_count_as_near_duplicates():
     for i, v in enumerate(variants):
         v[i] = 999  # one token in 40 differs
     _, summary = fingerprints(4, variants)
-    assert summary["unique_outputs"] == 4 and summary["near_duplicate_pairs"] == 6 and summary["collapsed"]
+    assert summary["identical_groups"] == 4 and summary["near_duplicate_pairs"] == 6 and summary["collapsed"]
+    assert summary["unique_outputs"] == 1  # near-duplicates are one output, not four
+
+
+def test_clips_of_different_lengths_sharing_a_prefix_are_near_duplicates():
+    rng = np.random.default_rng(0)
+    music = rng.integers(0, 1024, 2000)
+    lengths = [600, 800, 1200, 1600, 2000]  # golden lengths differ per sample, as they should
+    frame, summary = fingerprints(5, [music[:n] for n in lengths])
+    assert summary["near_duplicate_pairs"] == 10 and summary["unique_outputs"] == 1 and summary["collapsed"]
+    assert frame["near_duplicate"].all()
+
+
+def test_a_shared_opening_then_different_music_is_not_a_near_duplicate():
+    rng = np.random.default_rng(0)
+    opening = rng.integers(0, 1024, 20)
+    clips = [np.concatenate([opening, rng.integers(0, 1024, 180)]) for _ in range(4)]
+    _, summary = fingerprints(4, clips)
+    assert summary["near_duplicate_pairs"] == 0 and summary["unique_outputs"] == 4
+
+
+def test_decoded_waveforms_that_agree_over_their_shared_duration_are_near_duplicates():
+    rng = np.random.default_rng(0)
+    song = rng.standard_normal(24000).astype(np.float32)
+    waves = [song[:12000], song[:20000], rng.standard_normal(16000).astype(np.float32)]
+    tokens = [rng.integers(0, 1024, 40) for _ in range(3)]  # different codes, e.g. two codecs' tokens of one song
+    frame = pd.DataFrame({"sample_id": ["a", "b", "c"], "silent": False, "noise": False, "longest_loop_frames": 0})
+    out, summary = collapse(frame, tokens, SETTINGS, waves)
+    assert out["near_duplicate"].tolist() == [True, True, False] and summary["unique_outputs"] == 2
 
 
 def test_image_hash_distance_finds_near_duplicates():

@@ -52,6 +52,14 @@ def test_constrained_samples_are_compliant_and_long_enough_to_slice(setup, task)
 def test_untrained_free_generation_leaves_the_modality(setup):
     frame = run(setup, mode="free")
     assert frame["out_of_range"].sum() > 0  # a random model has no reason to stay in range
+    assert frame["removed_mass_mean"].isna().all()  # nothing is removed without a constraint
+
+
+def test_constrained_generation_records_the_mass_an_untrained_model_loses_to_the_constraint(setup):
+    frame = run(setup)
+    # a random model spreads its probability over the whole vocabulary: the mask removes most of it
+    assert (frame["removed_mass_mean"] > 0.5).all() and (frame["removed_mass_max"] >= frame["removed_mass_mean"]).all()
+    assert (frame["removed_mass_max"] <= 1.0).all()
 
 
 def test_checkpoint_generation_config_does_not_fill_in_sampling_settings(setup):

@@ -26,6 +26,7 @@ def test_trend_gains_rows_for_a_new_checkpoint_and_keeps_the_old_ones(tmp_path):
     second = gates_json(tmp_path / "report/ckpt=checkpoint-2000", "checkpoint-2000", 2000, end_rate=0.6)
     after = build_trend([second, first])
     assert set(after["checkpoint"]) == {"checkpoint-1000", "checkpoint-2000"} and len(after) == 2 * len(before)
+    assert after[(after["gate"] == "overall")]["verdict"].tolist() == ["x", "x"]
     pd.testing.assert_frame_equal(after[after["checkpoint"] == "checkpoint-1000"].reset_index(drop=True), before)
     end = after[after["metric"] == "end_rate"]
     assert end["step"].tolist() == [1000, 2000] and end["value"].tolist() == [0.2, 0.6]
@@ -48,9 +49,38 @@ def test_check_on_a_tree_fails_when_any_checkpoint_fails(tmp_path):
     assert cli(["check", str(tmp_path)]) == 1
 
 
-def test_check_without_reports_says_where_it_looked(tmp_path, capsys):
-    assert cli(["check", str(tmp_path)]) == 1
+def test_check_without_reports_exits_2_and_says_where_it_looked(tmp_path, capsys):
+    assert cli(["check", str(tmp_path)]) == 2
     assert "no gates.json found" in capsys.readouterr().err
+
+
+def test_check_exits_2_on_a_corrupt_report_naming_it(tmp_path, capsys):
+    path = gates_json(tmp_path / "report/ckpt=good", "good", None)
+    path.write_text('{"checkpoint": "good", "gates": [')
+    assert cli(["check", str(tmp_path)]) == 2
+    assert f"{path}: not a readable mmgate gates.json" in capsys.readouterr().err
+
+
+def test_check_fails_a_report_missing_a_p0_gate(tmp_path, capsys):
+    path = gates_json(tmp_path / "report/ckpt=good", "good", None)
+    report = json.loads(path.read_text())
+    path.write_text(json.dumps({**report, "gates": [g for g in report["gates"] if g["gate"] != "P0.3"]}))
+    assert cli(["check", str(tmp_path)]) == 1
+    assert "incomplete report: no P0.3" in capsys.readouterr().out
+    path.write_text(json.dumps({**report, "gates": []}))
+    assert cli(["check", str(tmp_path)]) == 1
+
+
+def test_check_does_not_search_below_the_results_folder(tmp_path):
+    gates_json(tmp_path / "other_run/results/report/ckpt=bad", "bad", None, p04="FAIL")
+    assert cli(["check", str(tmp_path)]) == 2
+
+
+def test_inspect_orders_checkpoints_by_step(tmp_path, capsys):
+    gates_json(tmp_path / "report/ckpt=checkpoint-1000", "checkpoint-1000", 1000)
+    gates_json(tmp_path / "report/ckpt=checkpoint-500", "checkpoint-500", 500)
+    assert cli(["inspect", "--json", str(tmp_path)]) == 0
+    assert [s["checkpoint"] for s in json.loads(capsys.readouterr().out)] == ["checkpoint-500", "checkpoint-1000"]
 
 
 def test_inspect_json_lists_gates_fixes_and_evidence(tmp_path, capsys):

@@ -99,7 +99,7 @@ def test_tokenizer_with_a_different_aud_end_id_fails_naming_the_token(mini_demo,
     failed = rows[~rows["match"]]
     assert {"special token <aud_end>", "special token <img_end>"} == set(failed["source"])
     with pytest.raises(TokenSpaceMismatch, match="special token <aud_end>"):
-        raise_on_mismatch(rows, "ckpt", tmp_path / "check.failed.parquet")
+        raise_on_mismatch(rows, "ckpt", tmp_path / "check.parquet")
 
 
 def test_checkpoint_whose_embedding_rows_differ_fails(mini_demo, tmp_path):
@@ -130,7 +130,7 @@ def test_failure_message_is_a_table_with_the_fix(mini_demo, tmp_path):
     (ckpt / "token_space.sha256").unlink()
     rows = check(mini_demo, ckpt)
     with pytest.raises(TokenSpaceMismatch) as err:
-        raise_on_mismatch(rows, "ckpt", tmp_path / "check.failed.parquet")
+        raise_on_mismatch(rows, "ckpt", tmp_path / "check.parquet")
     message = str(err.value)
     assert "P0.1 token-space check FAILED for checkpoint 'ckpt'" in message
     assert "should save token_space.sha256 into each checkpoint" in message

@@ -28,16 +28,12 @@ def test_snakefmt_check_passes():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_dry_run_plans_every_stage_with_shards_from_the_golden_set_size(tmp_path):
+def test_dry_run_of_new_checkpoints_plans_the_token_space_check_before_any_gpu_job(tmp_path):
     proc = snakemake("-n", "-d", str(tmp_path), "--configfile", str(REPO / "config" / "config.yaml"))
     counts = job_counts(proc.stdout)
-    # 2 checkpoints; 256 golden rows per task at 128 per shard -> 2 shards per task
-    assert counts == {
-        "demo": 1, "token_space_stage2": 1, "token_space": 2,
-        "generate": 2 * 2 * 2 * 2, "decode": 2 * 2 * 2, "fingerprint": 2 * 2,
-        "ablate": 2 * 4 * 2, "ablation_summary": 2 * 4, "report": 2, "trend": 1, "all": 1,
-        "total": 60,
-    }
+    # GPU jobs are planned only once a checkpoint's P0.1 table exists and passes (a Snakemake checkpoint):
+    # a checkpoint that fails P0.1 gets its report from that table alone, and no GPU job at all
+    assert counts == {"demo": 1, "token_space_stage2": 1, "token_space": 2, "report": 2, "trend": 1, "all": 1, "total": 8}
 
 
 @pytest.mark.slow
@@ -72,13 +68,14 @@ def test_a_retokenized_shard_fails_the_gate_naming_the_shard(demo_workdir, tmp_p
     config_path.write_text(yaml.safe_dump(config))
     proc = snakemake("check_token_space", "--cores", "2", "-d", str(tmp_path), "--keep-going", "--configfile", str(config_path),
                      check=False)
-    assert proc.returncode != 0
+    assert proc.returncode != 0  # `snakemake check_token_space` fails when any checkpoint fails P0.1
     log = (tmp_path / "logs" / "token_space" / "good.log").read_text()
     assert "P0.1 token-space check FAILED for checkpoint 'good'" in log
     assert "part-001.parquet" in log and "re-tokenize this shard" in log
-    evidence = read_parquet(tmp_path / "results/token_space/ckpt=good/check.failed.parquet")
+    verdicts = (tmp_path / "logs" / "token_space" / "verdicts.log").read_text()
+    assert "'good'" in verdicts and "'deaf'" in verdicts
+    evidence = read_parquet(tmp_path / "results/token_space/ckpt=good/check.parquet")  # kept: the report's evidence
     assert evidence.loc[~evidence["match"], "name"].tolist() == ["part-001.parquet"]
-    assert not (tmp_path / "results/token_space/ckpt=good/check.parquet").exists()
 
 
 @pytest.mark.slow
@@ -252,16 +249,25 @@ def reported(fingerprinted, ablated):
 
 
 @pytest.mark.slow
-def test_demo_report_passes_every_p0_gate_for_good_and_fails_p04_for_deaf(reported):
+def test_demo_report_verdicts_for_good_and_deaf(reported):
     import json
 
     good = json.loads((reported / "results/report/ckpt=good/gates.json").read_text())
     deaf = json.loads((reported / "results/report/ckpt=deaf/gates.json").read_text())
-    assert {g["gate"]: g["verdict"] for g in good["gates"] if g["gate"].startswith("P0")} == {f"P0.{i}": "PASS" for i in range(1, 5)}
-    assert good["overall"] in ("valid trial", "ready to promote")
-    verdicts = {g["gate"]: g for g in deaf["gates"]}
-    assert verdicts["P0.4"]["verdict"] == "FAIL" and verdicts["P0.4"]["fix"] and deaf["overall"] == "not valid"
-    assert good["training_dynamics"] and good["length_audit"]
+    verdicts = {g["gate"]: g["verdict"] for g in good["gates"]}
+    # good writes some text tokens in free mode (a few %): valid only with constrained decoding
+    assert verdicts == {"P0.1": "PASS", "P0.2": "WARN", "P0.3": "PASS", "P0.4": "PASS", "P1.1": "PASS", "P1.2": "PASS",
+                        "P1.3": "PASS", "TD": "PASS"}, good["gates"]
+    assert good["overall"] == "ready to promote" and good["overall_note"] == "valid only with constrained decoding"
+    deaf_gates = {g["gate"]: g for g in deaf["gates"]}
+    assert deaf_gates["P0.4"]["verdict"] == "FAIL" and deaf_gates["P1.2"]["verdict"] == "FAIL" and deaf["overall"] == "not valid"
+    for report in (good, deaf):
+        for gate in report["gates"]:
+            if gate["verdict"] in ("FAIL", "WARN"):  # every miss says what was measured against what
+                assert gate["reasons"] and all(re.search(r"\d", r) for r in gate["reasons"]), gate
+                assert gate["fix"]
+    assert good["length_audit"] and good["provenance"]["golden_n"] == {"a2t": 256, "i2t": 256, "t2a": 256, "t2i": 256}
+    assert set(good["assessment"]) == {"training_dynamics", "multi_task_compatibility", "generation_validity"}
 
 
 @pytest.mark.slow

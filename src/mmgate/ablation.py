@@ -209,6 +209,8 @@ def summarize(frame: pd.DataFrame, task: str, min_n: int = 256, bootstrap_reps: 
     """Per ablated condition: mean losses, delta, win rate (correct lower), 95 % bootstrap CIs, sign test."""
     from scipy.stats import binomtest
 
+    from .gates import wilson_interval
+
     rng = np.random.default_rng(seed)
     wide = frame.pivot(index="sample_id", columns="condition", values="loss")
     wide = wide[np.isfinite(wide).all(axis=1)]  # a NaN row (reason set) is left out of every statistic
@@ -219,7 +221,7 @@ def summarize(frame: pd.DataFrame, task: str, min_n: int = 256, bootstrap_reps: 
         wins, losses = int((delta > 0).sum()), int((delta < 0).sum())
         n = len(delta)
         delta_ci = _bootstrap_mean(delta, rng, bootstrap_reps)
-        win_ci = _bootstrap_mean((delta > 0).astype(float), rng, bootstrap_reps)
+        win_ci = wilson_interval(wins, n)  # a bootstrap of a proportion collapses to [1, 1] at 100 % wins
         out.append({
             "condition": condition, "n": n,
             "mean_loss_correct": float(correct.mean()) if n else math.nan,
@@ -227,7 +229,7 @@ def summarize(frame: pd.DataFrame, task: str, min_n: int = 256, bootstrap_reps: 
             "delta": float(delta.mean()) if n else math.nan,
             "delta_ci_low": delta_ci[0], "delta_ci_high": delta_ci[1],
             "win_rate": wins / n if n else math.nan,
-            "win_rate_ci_low": win_ci[0], "win_rate_ci_high": win_ci[1],
+            "win_rate_ci_low": win_ci[0] if n else math.nan, "win_rate_ci_high": win_ci[1] if n else math.nan,
             "ties": n - wins - losses,
             "sign_test_p": float(binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else math.nan,
             "warning": f"N = {n} < {min_n}: win rates and deltas are noisy" if n < min_n else None,
@@ -237,11 +239,11 @@ def summarize(frame: pd.DataFrame, task: str, min_n: int = 256, bootstrap_reps: 
 
 @dataclass(frozen=True)
 class AblationSettings(FromConfig):
+    section = "ablation"
     batch_size: int = 16
     chunk_tokens: int = 1024
     seed: int = 0
     neutral_prompt: str = ""
-    min_n: int = 256
     bootstrap_reps: int = 2000
 
 

@@ -34,6 +34,19 @@ def checkpoint_step(name: str) -> int | None:
     return int(numbers[-1]) if numbers else None
 
 
+def trainer_step(ckpt_dir: str | Path, name: str) -> int | None:
+    """Training step: `global_step` of the checkpoint's `trainer_state.json` when there is one, else from the name."""
+    state = Path(ckpt_dir) / "trainer_state.json"
+    if state.exists():
+        try:
+            step = json.loads(state.read_text()).get("global_step")
+        except (OSError, json.JSONDecodeError):
+            step = None
+        if isinstance(step, int):
+            return step
+    return checkpoint_step(name)
+
+
 def discover_checkpoints(explicit: Mapping[str, str] | None, pattern: str | None, marker: str | None) -> Discovered:
     """Complete checkpoints from an explicit `name: path` map and/or a glob, keyed by name."""
     found: dict[str, str] = {}

@@ -37,70 +37,116 @@ def _golden(args: argparse.Namespace) -> None:
     print(counts.to_string())
 
 
+USAGE_ERROR = 2  # no report, an unreadable one, or bad arguments (1 is a gate failure)
+
+
+class ReportMissing(MMGateError):
+    """No readable gates.json where the user pointed."""
+
+
 def _gate_files(path: str) -> list:
+    """gates.json files at `path`: the file, a checkpoint's report folder, results/report or results/ (no deeper)."""
     from pathlib import Path
 
     root = Path(path)
+    if root.is_file() and root.name == "gates.json":
+        return [root]
     if (root / "gates.json").exists():
         return [root / "gates.json"]
-    files = sorted(root.glob("**/report/ckpt=*/gates.json")) or sorted(root.glob("ckpt=*/gates.json"))
+    files = sorted(root.glob("report/ckpt=*/gates.json")) or sorted(root.glob("ckpt=*/gates.json"))
     if not files:
-        from .errors import MMGateError
-
-        raise MMGateError(f"{path}: no gates.json found (looked for report/ckpt=*/gates.json). Run the workflow's "
-                          "`report` rule first, or point at results/ or results/report/ckpt=<name>/.")
+        raise ReportMissing(f"{path}: no gates.json found (looked for {path}/gates.json, {path}/report/ckpt=*/gates.json and "
+                            f"{path}/ckpt=*/gates.json). Run the workflow's `report` rule first, or point at results/ or "
+                            "results/report/ckpt=<name>/.")
     return files
+
+
+def _load_reports(path: str) -> list[dict]:
+    """Every report under `path`, ordered by training step (checkpoint-500 before checkpoint-1000)."""
+    import json
+
+    reports = []
+    for file in _gate_files(path):
+        try:
+            report = json.loads(file.read_text())
+            if not isinstance(report, dict) or not isinstance(report.get("gates"), list):
+                raise ValueError("it has no list of gates")
+            for gate in report["gates"]:
+                gate["gate"], gate["verdict"]  # noqa: B018  (each gate names itself and its verdict)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ReportMissing(f"{file}: not a readable mmgate gates.json ({type(err).__name__}: {err}). Rerun the "
+                                "workflow's report rule for this checkpoint (delete the file first).") from err
+        report["_path"] = file
+        reports.append(report)
+    return sorted(reports, key=lambda r: (r.get("step") is None, r.get("step") or 0, str(r.get("checkpoint"))))
+
+
+def _overall(report: dict) -> str:
+    note = report.get("overall_note")
+    return f"{report.get('overall')}" + (f" ({note})" if note else "")
 
 
 def _inspect(args: argparse.Namespace) -> None:
     import json
 
+    from .gates import GATE_IDS
+
     summaries = []
-    for path in _gate_files(args.path):
-        report = json.loads(path.read_text())
-        failures = {}
-        for gate in report["gates"]:
-            for task, values in gate["values"].items():
-                if isinstance(values, dict) and values.get("failures_by_reason"):
-                    failures[f"{gate['gate']} {task}"] = values["failures_by_reason"]
+    for report in _load_reports(args.path):
+        gates = report["gates"]
         summaries.append({
-            "checkpoint": report["checkpoint"], "overall": report["overall"], "report": str(path.with_name("report.html")),
-            "gates": {g["gate"]: g["verdict"] for g in report["gates"]},
-            "samples": {task: v.get("n") for g in report["gates"] if g["gate"] in ("P0.2", "P0.4", "P1.2")
-                        for task, v in g["values"].items() if isinstance(v, dict)},
-            "top_failure_reasons": failures,
-            "fixes": {g["gate"]: g["fix"] for g in report["gates"] if g.get("fix")},
-            "evidence": {g["gate"]: g["evidence"] for g in report["gates"] if g["verdict"] in ("FAIL", "WARN")},
+            "checkpoint": report["checkpoint"], "step": report.get("step"), "overall": report["overall"],
+            "overall_note": report.get("overall_note"), "report": str(report["_path"].with_name("report.html")),
+            "assessment": report.get("assessment", {}),
+            "gates": {g["gate"]: g["verdict"] for g in gates},
+            "reasons": {g["gate"]: g.get("reasons", []) for g in gates if g.get("reasons")},
+            "notes": {g["gate"]: g.get("notes", []) for g in gates if g.get("notes")},
+            "samples": (report.get("provenance") or {}).get("golden_n"),
+            "fixes": {g["gate"]: g["fix"] for g in gates if g.get("fix")},
+            "evidence": {g["gate"]: g["evidence"] for g in gates if g["verdict"] in ("FAIL", "WARN")},
         })
     if args.json:
         print(json.dumps(summaries, indent=1))
         return
-    gates = ["P0.1", "P0.2", "P0.3", "P0.4", "P1.1", "P1.2", "P1.3"]
-    print(f"{'checkpoint':<20} " + " ".join(f"{g:<5}" for g in gates) + "  overall")
+    ids = [g for g in GATE_IDS if any(g in s["gates"] for s in summaries)]
+    ids += sorted({g for s in summaries for g in s["gates"]} - set(ids))
+    width = max(10, *(len(s["checkpoint"]) for s in summaries))
+    print(f"{'checkpoint':<{width}}  " + " ".join(f"{g:<5}" for g in ids) + "  overall")
     for s in summaries:
-        print(f"{s['checkpoint']:<20} " + " ".join(f"{s['gates'].get(g, '-'):<5}" for g in gates) + f"  {s['overall']}")
+        print(f"{s['checkpoint']:<{width}}  " + " ".join(f"{s['gates'].get(g, '-'):<5}" for g in ids) + f"  {_overall(s)}")
     for s in summaries:
-        if s["fixes"] or s["top_failure_reasons"]:
-            print(f"\n{s['checkpoint']}: samples {s['samples']}")
-            for gate, fix in s["fixes"].items():
-                print(f"  {gate} FAIL: {fix}")
-                for where in s["evidence"].get(gate, []):
-                    print(f"      look at {where}")
-            for where, reasons in s["top_failure_reasons"].items():
-                print(f"  {where} failures: {reasons}")
-            print(f"  report: {s['report']}")
+        print(f"\n{s['checkpoint']}: {_overall(s)}" + (f"  [samples per task: {s['samples']}]" if s["samples"] else ""))
+        for key, line in s["assessment"].items():
+            print(f"  {key.replace('_', ' ')}: {line}")
+        for gate, reasons in s["reasons"].items():
+            print(f"  {gate} {s['gates'][gate]}:")
+            for reason in reasons:
+                print(f"      {reason}")
+            if s["fixes"].get(gate):
+                print(f"      fix: {s['fixes'][gate]}")
+            for where in s["evidence"].get(gate, [])[:3]:
+                print(f"      look at {where}")
+        print(f"  report: {s['report']}")
 
 
 def _check(args: argparse.Namespace) -> int:
-    import json
+    from .gates import FAIL, P0, SKIP, WARN
 
     status = 0
-    for path in _gate_files(args.path):
-        report = json.loads(path.read_text())
-        p0 = {g["gate"]: g["verdict"] for g in report["gates"] if g["gate"].startswith("P0")}
-        blocking = {"FAIL", "SKIP"} | ({"WARN"} if args.strict else set())
-        bad = {g: v for g, v in p0.items() if v in blocking}
-        print(f"{report['checkpoint']}: {'FAIL' if bad else 'PASS'} (P0: {p0})")
+    for report in _load_reports(args.path):
+        verdicts = {g["gate"]: g for g in report["gates"]}
+        missing = [g for g in P0 if g not in verdicts]
+        blocking = {FAIL, SKIP} | ({WARN} if args.strict else set())
+        bad = [g for g in P0 if g in verdicts and verdicts[g]["verdict"] in blocking]
+        if missing:
+            print(f"{report['checkpoint']}: FAIL (incomplete report: no {', '.join(missing)} in {report['_path']})")
+            status = 1
+            continue
+        p0 = " ".join(f"{g} {verdicts[g]['verdict']}" for g in P0)
+        print(f"{report['checkpoint']}: {'FAIL' if bad else 'PASS'} ({p0}; overall: {_overall(report)})")
+        for gate in bad:
+            for reason in verdicts[gate].get("reasons") or [f"{verdicts[gate]['verdict']}"]:
+                print(f"    {gate}: {reason}")
         status |= bool(bad)
     return 1 if status else 0
 
@@ -146,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     inspect.add_argument("path", help="results/ or results/report/ckpt=<name>/")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=_inspect)
-    check = sub.add_parser("check", help="exit 1 unless every P0 gate passes (for training pipelines)")
+    check = sub.add_parser("check", help="exit 0 when every P0 gate passes, 1 when one fails or is skipped, 2 when there is "
+                                         "no readable report (for training pipelines)")
     check.add_argument("path", help="results/ or results/report/ckpt=<name>/")
     check.add_argument("--strict", action="store_true", help="count WARN (e.g. N < 256) as failing")
     check.set_defaults(func=_check)
@@ -160,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
         if isinstance(result, int):
             return result
+    except ReportMissing as err:
+        print(f"mmgate: {err}", file=sys.stderr)
+        return USAGE_ERROR
     except MMGateError as err:
         print(f"mmgate: {err}", file=sys.stderr)
         return 1

@@ -40,6 +40,12 @@ class ModalityConstraint(LogitsProcessor):
             that every constrained generation can be sliced to exactly that many tokens.
         device (`torch.device` or `str`, *optional*):
             Where the masks live; the model's device.
+        track_removed_mass (`bool`, *optional*, defaults to `False`):
+            Record, per step and row, the probability mass (softmax of the incoming scores) that the
+            constraint removes, in `removed_mass` (one `(batch_size,)` tensor per step, on the device:
+            no host sync). The end token held back by `min_length` does not count as removed: it is
+            legal for the layout, only deferred. A healthy writer loses little mass; a model that
+            wants to write something else half the time is not one, even if the mask hides it.
 
     Examples:
 
@@ -69,8 +75,11 @@ class ModalityConstraint(LogitsProcessor):
     """
 
     def __init__(self, modality: Modality, span_start: int | torch.Tensor, n_frames: torch.Tensor | None = None,
-                 min_length: torch.Tensor | None = None, device: torch.device | str | None = None):
+                 min_length: torch.Tensor | None = None, device: torch.device | str | None = None,
+                 track_removed_mass: bool = False):
         self.modality = modality
+        self.track_removed_mass = track_removed_mass
+        self.removed_mass: list[torch.Tensor] = []
         k = self.n_codebooks = modality.n_codebooks
         if modality.layout == "codebook_major" and k > 1 and n_frames is None:
             raise ValueError("ModalityConstraint: a codebook_major modality needs n_frames per row")
@@ -96,7 +105,9 @@ class ModalityConstraint(LogitsProcessor):
             self._n_frames = int(n_frames[0]) if bool((n_frames == n_frames.reshape(-1)[0]).all()) else None
             self.n_frames = n_frames.to(device)
 
-    def _may_end(self, position: int) -> bool | torch.Tensor:
+    def _may_end(self, position: int, hold: bool = True) -> bool | torch.Tensor:
+        if not hold:
+            return position >= 1
         low, high = self._min_length_range
         if position >= high:
             return True
@@ -104,26 +115,27 @@ class ModalityConstraint(LogitsProcessor):
             return False
         return position >= self.min_length  # rows differ at this step: [B] bool
 
-    def state(self, input_ids: torch.LongTensor) -> int | torch.LongTensor:
-        """Row of the mask table for the next position: one int for the whole batch, or one per row `(batch_size,)`."""
+    def state(self, input_ids: torch.LongTensor, hold: bool = True) -> int | torch.LongTensor:
+        """Row of the mask table for the next position: one int for the whole batch, or one per row `(batch_size,)`.
+        `hold=False` ignores `min_length` (the layout's own rule only)."""
         k = self.n_codebooks
         if self._span_start is None:
-            return self._row_states(input_ids)
+            return self._row_states(input_ids, hold)
         position = input_ids.shape[1] - self._span_start
         if k > 1 and self.modality.layout == "codebook_major":
             if self._n_frames is None:
-                return self._row_states(input_ids)
+                return self._row_states(input_ids, hold)
             slot = position // self._n_frames
             return 2 * k if slot >= k else slot  # the end token only after all K*T tokens
         slot = position % k
         if slot != 0 or position == 0:
             return slot
-        may_end = self._may_end(position)
+        may_end = self._may_end(position, hold)
         if isinstance(may_end, bool):
             return k if may_end else 0
         return k * may_end.long()
 
-    def _row_states(self, input_ids: torch.LongTensor) -> torch.LongTensor:
+    def _row_states(self, input_ids: torch.LongTensor, hold: bool = True) -> torch.LongTensor:
         """The general case, every row at its own position: tensor ops only, no host sync."""
         k = self.n_codebooks
         position = input_ids.shape[1] - self.span_start.to(input_ids.device)
@@ -132,14 +144,27 @@ class ModalityConstraint(LogitsProcessor):
             slot = torch.div(position, self.n_frames.to(input_ids.device), rounding_mode="floor")
             return torch.where(slot >= k, 2 * k, slot)
         slot = position % k
-        may_end = (slot == 0) & (position >= self.min_length.to(input_ids.device))
+        min_length = self.min_length.to(input_ids.device) if hold else 1
+        may_end = (slot == 0) & (position >= min_length)
         return slot + k * may_end.long()
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        key = (scores.device, scores.dtype)
+    def _table(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (device, dtype)
         if key not in self._additive_by:
-            self._additive_by[key] = self.additive.to(device=scores.device, dtype=scores.dtype)
-        mask = self._additive_by[key][self.state(input_ids)]  # [V] for the whole batch, or [B, V]
+            self._additive_by[key] = self.additive.to(device=device, dtype=dtype)
+        return self._additive_by[key]
+
+    def _removed(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
+        """Probability mass outside what the layout allows at this step, per row `(batch_size,)`, in float32."""
+        mask = self._table(scores.device, torch.float32)[self.state(input_ids, hold=False)]
+        log_probs = torch.log_softmax(scores.float(), dim=-1)
+        kept = torch.logsumexp(log_probs + mask, dim=-1).exp()
+        return (1.0 - kept).clamp_(0.0, 1.0).expand(scores.shape[0])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.track_removed_mass:
+            self.removed_mass.append(self._removed(input_ids, scores))
+        mask = self._table(scores.device, scores.dtype)[self.state(input_ids)]  # [V] for the whole batch, or [B, V]
         # Scores are first clamped to a finite range: allowed ids that are already -inf (fp16
         # overflow, or min_new_tokens hiding the end token) get a floor that stays finite after any
         # temperature >= 1/1024, so no row is left with nothing to sample, and no +inf meets -inf.

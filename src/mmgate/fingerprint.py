@@ -24,11 +24,13 @@ from .tokenspace import Modality
 
 @dataclass(frozen=True)
 class FingerprintSettings(FromConfig):
+    section = "fingerprint"
     silence_rms: float = 1e-3  # -60 dBFS
     noise_flatness: float = 0.4  # white noise gives ~0.56 (exp(-Euler gamma)), tones near 0
     clip_level: float = 0.999
     near_duplicate_token_agreement: float = 0.9
     near_duplicate_hash_distance: int = 4
+    near_duplicate_waveform_correlation: float = 0.95
     max_loop_period: int = 16
     loop_frames: int = 8
 
@@ -120,38 +122,95 @@ def longest_loop(frames: np.ndarray, max_period: int) -> int:
     return best
 
 
-def collapse(frame: pd.DataFrame, tokens: list[np.ndarray], settings: FingerprintSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Mark identical and near-duplicate outputs across prompts; returns (frame with columns, summary)."""
-    n = len(frame)
-    keys = [t.tobytes() for t in tokens]
-    first = {}
-    group = [first.setdefault(key, i) for i, key in enumerate(keys)]
-    pairs = 0
-    near = np.zeros(n, dtype=bool)
-    hashes = None
-    if "phash" in frame and frame["phash"].notna().any():
-        import imagehash
+def prefix_agreement(tokens: list[np.ndarray]) -> np.ndarray:
+    """[N, N] share of equal tokens over each pair's common prefix (0 where one is empty), diagonal 0.
 
-        hashes = [imagehash.hex_to_hash(h) if isinstance(h, str) else None for h in frame["phash"]]
+    Golden lengths differ per sample, so two clips that are the same music differ in length:
+    comparing only the tokens both have makes them near-duplicates all the same.
+    """
+    n = len(tokens)
+    lengths = np.array([len(t) for t in tokens], dtype=np.int64)
+    width = int(lengths.max()) if n else 0
+    padded = np.full((n, width), -1, dtype=np.int64)  # [N, L]
+    for i, t in enumerate(tokens):
+        padded[i, : len(t)] = t
+    columns = np.arange(width)
+    out = np.zeros((n, n))
+    for i in range(n):
+        common = np.minimum(lengths, lengths[i])  # [N]
+        equal = (padded == padded[i]) & (columns[None, :] < common[:, None])  # [N, L]
+        out[i] = np.where(common > 0, equal.sum(axis=1) / np.maximum(common, 1), 0.0)
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def hash_distances(hashes: list[str | None]) -> np.ndarray:
+    """[N, N] Hamming distances of hex perceptual hashes (a large value where a hash is missing)."""
+    import imagehash
+
+    bits = [imagehash.hex_to_hash(h).hash.reshape(-1) if isinstance(h, str) else None for h in hashes]
+    size = next((b.size for b in bits if b is not None), 64)
+    valid = np.array([b is not None for b in bits])
+    matrix = np.stack([b if b is not None else np.zeros(size, dtype=bool) for b in bits]) if bits else np.zeros((0, size), bool)
+    out = np.stack([(matrix != row).sum(axis=1) for row in matrix]) if len(matrix) else np.zeros((0, 0))
+    out[~valid, :] = out[:, ~valid] = size + 1
+    np.fill_diagonal(out, size + 1)
+    return out
+
+
+def waveform_correlation(waveforms: list[np.ndarray | None], min_samples: int = 256) -> np.ndarray:
+    """[N, N] Pearson correlation of mono waveforms over their shared duration (0 where too short or missing)."""
+    n = len(waveforms)
+    out = np.zeros((n, n))
     for i in range(n):
         for j in range(i + 1, n):
-            similar = False
-            if len(tokens[i]) and len(tokens[i]) == len(tokens[j]):
-                similar = float(np.mean(tokens[i] == tokens[j])) >= settings.near_duplicate_token_agreement
-            if not similar and hashes is not None and hashes[i] is not None and hashes[j] is not None:
-                similar = (hashes[i] - hashes[j]) <= settings.near_duplicate_hash_distance
-            if similar:
-                pairs += 1
-                near[i] = near[j] = True
+            a, b = waveforms[i], waveforms[j]
+            if a is None or b is None:
+                continue
+            m = min(a.size, b.size)
+            if m < min_samples:
+                continue
+            x, y = a[:m] - a[:m].mean(), b[:m] - b[:m].mean()
+            norm = float(np.sqrt((x @ x) * (y @ y)))
+            out[i, j] = out[j, i] = float(x @ y) / norm if norm > 0 else float(np.array_equal(a[:m], b[:m]))
+    return out
+
+
+def collapse(frame: pd.DataFrame, tokens: list[np.ndarray], settings: FingerprintSettings,
+             waveforms: list[np.ndarray | None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Mark identical and near-duplicate outputs across prompts; returns (frame with columns, summary).
+
+    Near-duplicates: token agreement over the common prefix, image hash distance, or (audio)
+    waveform correlation over the shared duration. `unique_outputs` counts groups of outputs
+    linked by identity or near-duplication, so outputs that are the same music at different
+    lengths count once.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(frame)
+    keys = [t.tobytes() for t in tokens]
+    first: dict[bytes, int] = {}
+    group = [first.setdefault(key, i) for i, key in enumerate(keys)]
+    similar = prefix_agreement(tokens) >= settings.near_duplicate_token_agreement if n else np.zeros((0, 0), bool)
+    if n and "phash" in frame and frame["phash"].notna().any():
+        similar |= hash_distances(frame["phash"].tolist()) <= settings.near_duplicate_hash_distance
+    if n and waveforms is not None and any(w is not None for w in waveforms):
+        similar |= waveform_correlation(waveforms) >= settings.near_duplicate_waveform_correlation
+    linked = similar.copy()
+    for i, g in enumerate(group):
+        if g != i:
+            linked[i, g] = linked[g, i] = True
+    unique = int(connected_components(linked, directed=False)[0]) if n else 0
+    near = similar.any(axis=1) if n else np.zeros(0, dtype=bool)
     frame = frame.copy()
     frame["duplicate_of"] = [frame["sample_id"].iloc[g] if g != i else None for i, g in enumerate(group)]
     frame["near_duplicate"] = near
-    unique = len(set(keys))
     summary = {
         "n": n,
         "unique_outputs": unique,
+        "identical_groups": len(set(keys)),
         "unique_ratio": unique / n if n else float("nan"),
-        "near_duplicate_pairs": pairs,
+        "near_duplicate_pairs": int(np.triu(similar, 1).sum()) if n else 0,
         "near_duplicate_share": float(near.mean()) if n else float("nan"),
         "silent_share": float(frame["silent"].mean()) if "silent" in frame and n else float("nan"),
         "noise_share": float(frame["noise"].mean()) if "noise" in frame and n else float("nan"),
@@ -169,18 +228,28 @@ def fingerprint_rows(decoded: pd.DataFrame, generated: pd.DataFrame, modality: M
     not decode keep their reason and get token fingerprints only.
     """
     spans = generated.set_index("sample_id")
-    records, tokens = [], []
+    records, tokens, waveforms = [], [], []
     for row in decoded.sort_values("sample_id").itertuples():
         gen = spans.loc[row.sample_id]
         ids = np.asarray(gen["generated_ids"], dtype=np.int64)[: int(gen["expected_len"])]
         record = {"sample_id": row.sample_id, "decoded": bool(row.ok), "reason": row.reason}
         record.update(token_features(ids, modality, settings))
+        mono = None
         if isinstance(row.file_path, str) and Path(row.file_path).exists():
             if modality.name == "audio":
                 waveform, rate = read_wav(row.file_path)
                 record.update(audio_features(waveform, rate, settings))
+                mono = _downsample(waveform.mean(axis=0), rate)
             else:
                 record.update(image_features(row.file_path))
         records.append(record)
         tokens.append(ids)
-    return collapse(pd.DataFrame(records), tokens, settings)
+        waveforms.append(mono)
+    return collapse(pd.DataFrame(records), tokens, settings, waveforms if modality.name == "audio" else None)
+
+
+def _downsample(mono: np.ndarray, rate: int, target: int = 8000) -> np.ndarray:
+    """Block means down to about `target` Hz: enough to tell two clips apart, a fraction of the memory."""
+    factor = max(1, rate // target)
+    usable = mono[: mono.size - mono.size % factor]
+    return usable.reshape(-1, factor).mean(axis=1) if factor > 1 else mono

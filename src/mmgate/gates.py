@@ -1,50 +1,54 @@
-"""Gate verdicts from the stage tables: PASS, FAIL, WARN or SKIP per gate, and the overall call.
+"""Gate verdicts: a registry of gates, each judged per task on the stage tables.
+
+One `GateSpec` per gate says everything the rest of mmgate needs: its id, question and tier
+(P0 blocks "valid trial", P1 and TD block "ready to promote"), the stage tables it reads, a
+per-task function returning values, verdict and reasons, the fix for each kind of failure, and
+the metrics the trend follows. `evaluate` runs the registry; `gates.json`, the HTML report, the
+trend, `mmgate inspect` and `mmgate check` all read what it returns, so a gate lives in one place.
 
 Every function takes plain DataFrames (the parquet each stage wrote), so verdicts are tested on
-hand-made tables. A checkpoint is a *valid trial* when no P0 gate fails, and *ready to promote*
-when no P1 gate fails either; WARN (e.g. too few examples) never blocks but is always shown.
+hand-made tables. Adding a gate:
+
+    >>> import pandas as pd
+    >>> def judge(data, t):
+    ...     n = len(data["generate"])
+    ...     verdict = Verdict(values={"n": n})
+    ...     if n == 0:
+    ...         verdict.fail("empty", "no generations")
+    ...     return verdict
+    >>> spec = GateSpec("X.1", "Is anything generated?", "P1", tables=("generate",), judge=judge,
+    ...                 fixes={"empty": "Generate something."})
+    >>> tables = {"generate": {"t2a": pd.DataFrame({"mode": ["free"] * 300})}}
+    >>> [(g.gate, g.verdict) for g in evaluate(tables, Thresholds(), registry=[spec])]
+    [('X.1', 'PASS')]
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .settings import FromConfig
+from .tasks import READ_TASKS, WRITE_TASKS
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
-P0 = ("P0.1", "P0.2", "P0.3", "P0.4")
-P1 = ("P1.1", "P1.2", "P1.3")
-QUESTIONS = {
-    "P0.1": "Is the token space the same everywhere?",
-    "P0.2": "Do generated tokens stay in their modality?",
-    "P0.3": "Does every generation decode?",
-    "P0.4": "Does the model use the prompt?",
-    "P1.1": "Does it stop by itself?",
-    "P1.2": "Does reading still use the modality?",
-    "P1.3": "Are outputs alive and distinct?",
-}
-FIXES = {
-    "P0.1": "Re-tokenize the mismatching artifacts with the current token_space.json (see check.failed.parquet).",
-    "P0.2": "Use constrained decoding (ModalityConstraint: only the modality's ranges, the expected codebook slot, "
-            "the end token at frame boundaries).",
-    "P0.3": "Generate per-sample lengths (expected + margin, sliced to exactly expected) with constrained decoding; "
-            "check that the decoder's codebooks and sample rate match the token space.",
-    "P0.4": "First check the ablation format (inputs really differ: see input_hash); then give T2A/T2I more weight "
-            "in the training mix, and use stronger, more specific prompts in the golden set.",
-    "P1.1": "Keep training (end-token rates should trend up); check that <aud_end>/<img_end> are in the training targets.",
-    "P1.2": "Reading regressed: add more A2T/I2T to the mix and check that modality tokens reach the model (not masked).",
-    "P1.3": "Outputs collapsed (identical, silent, noise or loops): check the prompt ablation and sampling settings; "
-            "raise T2A/T2I weight and prompt diversity.",
-}
+TIERS = ("P0", "P1", "TD")
+ALL = "all"  # the "task" of gates judged once per checkpoint (P0.1, TD)
+ACROSS = "across_tasks"  # results of a gate's criteria over all its tasks
 
 
 @dataclass(frozen=True)
 class Thresholds(FromConfig):
-    max_out_of_range_pct: float = 0.0
+    """Pass marks of every gate (the checklist's defaults); the `gates:` section of the config."""
+
+    section = "gates"
+    max_violation_pct: float = 0.0  # tokens out of range or in the wrong codebook slot, % of generated tokens
+    require_free_compliance: bool = False  # P0.2 fails (not warns) when the free run leaves its modality
+    max_removed_mass: float = 0.2  # mean probability mass the constraint removed per step
     min_decode_success: float = 1.0
     win_rate_shuffled: float = 0.70
     win_rate_empty: float = 0.80
@@ -57,207 +61,554 @@ class Thresholds(FromConfig):
     max_silent_share: float = 0.0
     max_noise_share: float = 0.1
     max_loop_share: float = 0.1
+    read_loss_tolerance: float = 0.05  # TD: a read loss may end at most 5 % above where it started
+    spike_ratio: float = 1.25  # TD: a loss above 1.25 x the median of the points before it is a spike
+    spike_window: int = 5
+    min_norm_change: float = 0.01  # TD: head/embedding norms must move by at least 1 % of their start
 
+
+# ----------------------------------------------------------------------------------------- verdicts
 
 @dataclass
-class Gate:
-    gate: str
-    verdict: str
+class Verdict:
+    """One task's result: values, and for every criterion missed a reason line with its numbers."""
+
     values: dict[str, Any] = field(default_factory=dict)
-    thresholds: dict[str, Any] = field(default_factory=dict)
-    evidence: list[str] = field(default_factory=list)
-    detail: str = ""
+    verdict: str = PASS
+    reasons: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # failure kinds, which choose the fixes
+    notes: list[str] = field(default_factory=list)  # worth knowing, but no criterion missed
+    underpowered: bool = False  # too few samples to trust the verdict
 
-    @property
-    def fix(self) -> str | None:
-        return FIXES[self.gate] if self.verdict == FAIL else None
+    def fail(self, kind: str, reason: str) -> None:
+        self._miss(FAIL, kind, reason)
 
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.update(question=QUESTIONS[self.gate], fix=self.fix)
-        return out
+    def warn(self, kind: str, reason: str) -> None:
+        self._miss(WARN, kind, reason)
+
+    def _miss(self, verdict: str, kind: str, reason: str) -> None:
+        self.verdict = combine([self.verdict, verdict])
+        self.reasons.append(reason)
+        if kind not in self.failures:
+            self.failures.append(kind)
 
 
-def combine(verdicts: list[str]) -> str:
+def combine(verdicts: Sequence[str]) -> str:
     for verdict in (FAIL, WARN, PASS):
         if verdict in verdicts:
             return verdict
     return SKIP
 
 
-def gate_p01(check: pd.DataFrame | None) -> Gate:
-    if check is None:
-        return Gate("P0.1", SKIP, detail="no token-space check table")
+@dataclass(frozen=True)
+class GateSpec:
+    """Everything mmgate knows about one gate."""
+
+    id: str
+    question: str
+    tier: str
+    tables: tuple[str, ...]  # stage tables the judge reads, e.g. ("generate",)
+    judge: Callable[[Mapping[str, Any], Thresholds], Verdict]  # (this task's tables, thresholds) -> Verdict
+    tasks: tuple[str, ...] = WRITE_TASKS
+    fixes: Mapping[str, str] = field(default_factory=dict)  # failure kind -> what the checklist recommends
+    thresholds: tuple[str, ...] = ()  # Thresholds fields shown beside the values
+    trend_metrics: tuple[str, ...] = ()
+    sample_size: bool = True  # N < min_n makes a PASS a WARN (and blocks "ready to promote")
+    across_tasks: Callable[[Mapping[str, Verdict], Thresholds], Verdict] | None = None  # criteria over all tasks
+
+
+@dataclass
+class Gate:
+    gate: str
+    tier: str
+    question: str
+    verdict: str
+    values: dict[str, Any] = field(default_factory=dict)  # task -> values, or task -> "SKIP: why"
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    fixes: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+    underpowered: bool = False
+
+    @property
+    def fix(self) -> str | None:
+        return " ".join(self.fixes) or None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"gate": self.gate, "tier": self.tier, "question": self.question, "verdict": self.verdict,
+                "reasons": self.reasons, "notes": self.notes, "fix": self.fix, "fixes": self.fixes,
+                "underpowered": self.underpowered, "values": self.values, "thresholds": self.thresholds,
+                "evidence": self.evidence}
+
+
+def _table(tables: Mapping[str, Any], name: str, task: str) -> Any:
+    by_task = tables.get(name) or {}
+    return by_task.get(task) if isinstance(by_task, Mapping) else None
+
+
+def judge_gate(spec: GateSpec, tables: Mapping[str, Any], t: Thresholds, evidence: Sequence[str] = ()) -> Gate:
+    """Run one gate over its tasks: SKIP for a task without data, N below min_n a WARN, then combine."""
+    gate = Gate(spec.id, spec.tier, spec.question, SKIP, evidence=list(evidence),
+                thresholds={name: getattr(t, name) for name in spec.thresholds})
+    results: dict[str, Verdict] = {}
+    for task in spec.tasks:
+        data = {name: _table(tables, name, task) for name in spec.tables}
+        if any(frame is None or len(frame) == 0 for frame in data.values()):
+            missing = [name for name, frame in data.items() if frame is None or len(frame) == 0]
+            absent = (tables.get("golden_n") or {}).get(task, None) == 0
+            gate.values[task] = "SKIP: task absent from the golden set" if absent else f"SKIP: no {', '.join(missing)} table"
+            continue
+        result = spec.judge(data, t)
+        n = result.values.get("n")
+        if spec.sample_size and result.verdict != SKIP and n is not None and n < t.min_n:
+            result.underpowered = True
+            line = f"n={n} < min_n={t.min_n}: too few samples for a trustworthy verdict"
+            if result.verdict == PASS:
+                result.warn("small_n", line)
+            else:
+                result.notes.append(line)
+        results[task] = result
+        gate.values[task] = result.values
+    if spec.across_tasks and results:
+        results[ACROSS] = spec.across_tasks(results, t)
+    for task, result in results.items():
+        prefix = "" if task in (ALL, ACROSS) else f"{task}: "
+        gate.reasons += [prefix + r for r in result.reasons]
+        gate.notes += [prefix + r for r in result.notes]
+        for kind in result.failures:
+            fix = SMALL_N_FIX if kind == "small_n" else spec.fixes.get(kind)
+            if fix and fix not in gate.fixes:
+                gate.fixes.append(fix)
+        gate.underpowered |= result.underpowered
+    gate.verdict = combine([r.verdict for r in results.values()])
+    return gate
+
+
+SMALL_N_FIX = "Add examples to the golden set (the checklist asks for N >= 256; 64 is noisy)."
+
+
+def evaluate(tables: Mapping[str, Any], thresholds: Thresholds, registry: Sequence[GateSpec] | None = None,
+             evidence: Mapping[str, Sequence[str]] | None = None) -> list[Gate]:
+    """Every gate of the registry on one checkpoint's tables. A P0.1 failure blocks every other gate."""
+    registry = REGISTRY if registry is None else registry
+    gates = []
+    for spec in registry:
+        files = sorted({f for name in spec.tables for f in (evidence or {}).get(name, [])})
+        gates.append(judge_gate(spec, tables, thresholds, files))
+    p01 = next((g for g in gates if g.gate == "P0.1"), None)
+    if p01 is not None and p01.verdict == FAIL:
+        for gate in gates:
+            if gate is not p01:
+                gate.verdict, gate.reasons, gate.fixes = SKIP, ["blocked by P0.1: the token space does not match"], []
+                gate.values = {task: "SKIP: blocked by P0.1" for task in gate.values}
+    return gates
+
+
+def spec_of(gate_id: str) -> GateSpec:
+    return next(spec for spec in REGISTRY if spec.id == gate_id)
+
+
+# ------------------------------------------------------------------------------------------ overall
+
+NOT_VALID, UNVERIFIED, VALID, READY = "not valid", "unverified", "valid trial", "ready to promote"
+
+
+def overall(gates: Sequence[Gate]) -> str:
+    """`not valid` (a P0 gate fails), `unverified` (a P0 gate could not run), `valid trial` (every P0
+    gate passes or warns; a P1/TD gate fails, or a verdict rests on too few samples), else
+    `ready to promote`."""
+    tier_of = {g.gate: g.tier for g in gates}
+    if any(g.verdict == FAIL for g in gates if tier_of[g.gate] == "P0"):
+        return NOT_VALID
+    if any(g.verdict == SKIP for g in gates if tier_of[g.gate] == "P0"):
+        return UNVERIFIED
+    if any(g.verdict == FAIL or g.underpowered for g in gates):
+        return VALID
+    return READY
+
+
+def overall_note(gates: Sequence[Gate]) -> str | None:
+    """What a verdict holds only under (e.g. constrained decoding), and what keeps it from promotion."""
+    notes = []
+    for g in gates:
+        if g.gate == "P0.2" and g.verdict == WARN and any("free_violation" in r or "free run" in r for r in g.reasons):
+            notes.append("valid only with constrained decoding")
+    small = [g.gate for g in gates if g.underpowered]
+    if small:
+        notes.append(f"too few samples for {', '.join(small)}")
+    failed = [g.gate for g in gates if g.verdict == FAIL and g.tier != "P0"]
+    if failed:
+        notes.append(f"{', '.join(failed)} failed")
+    return "; ".join(notes) or None
+
+
+def assessment(gates: Sequence[Gate]) -> dict[str, str]:
+    """The checklist's three-line assessment: training dynamics, multi-task compatibility, generation validity."""
+    by_id = {g.gate: g for g in gates}
+
+    def line(verdict: str, why: str) -> str:
+        return f"{verdict}: {why}" if why else verdict
+
+    td = by_id.get("TD")
+    training = line(td.verdict, "; ".join(td.reasons) or "; ".join(td.notes)) if td else "SKIP"
+    read = [by_id[g] for g in ("P1.2",) if g in by_id]
+    read_reasons = [r for r in (td.reasons if td else []) if "read" in r]
+    multi = combine([g.verdict for g in read] + ([FAIL] if read_reasons else []))
+    multi_line = line(multi, "; ".join(read_reasons + [r for g in read for r in g.reasons]))
+    writes = [by_id[g] for g in ("P0.2", "P0.3", "P0.4") if g in by_id]
+    verdict = combine([g.verdict for g in writes])
+    if any(g.verdict == SKIP for g in writes) and verdict != FAIL:
+        verdict = "PENDING"
+    generation = line(verdict, "; ".join(r for g in writes for r in g.reasons if g.verdict != PASS))
+    return {"training_dynamics": training, "multi_task_compatibility": multi_line, "generation_validity": generation}
+
+
+# ---------------------------------------------------------------------------------------- statistics
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> list[float | None]:
+    """Wilson score interval of a proportion: never degenerate at 0 or n, unlike a bootstrap."""
+    if n <= 0:
+        return [None, None]
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def _f(x: Any) -> str:
+    """A number for a reason line: 3 significant figures."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.3g}"
+
+
+def _ci(ci: Sequence[Any] | None) -> str:
+    return f"95 % CI {_f(ci[0])}-{_f(ci[1])}" if ci and ci[0] is not None else "no CI"
+
+
+def _num(value: Any) -> float | None:
+    if value is None or value is pd.NA:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+# ------------------------------------------------------------------------------------ P0.1 token space
+
+def judge_token_space(data: Mapping[str, Any], t: Thresholds) -> Verdict:
+    check = data["check"]
     bad = check[~check["match"].astype(bool)]
-    return Gate("P0.1", PASS if bad.empty else FAIL, {"artifacts": len(check), "mismatches": len(bad)},
-                {"mismatches": 0}, detail="; ".join(f"{r.kind} {r.name}: {r.source}" for r in bad.itertuples())[:500])
+    verdict = Verdict({"artifacts": int(len(check)), "mismatches": int(len(bad))})
+    for row in bad.head(10).itertuples():
+        found, expected = getattr(row, "found", None), getattr(row, "expected", None)
+        detail = f"expected {_short(expected)}, found {_short(found)}" if expected is not None or found is not None else ""
+        verdict.fail("mismatch", f"{row.kind} {row.name}: {detail or getattr(row, 'detail', '') or 'mismatch'}")
+    if len(bad) > 10:
+        verdict.reasons.append(f"... and {len(bad) - 10} more mismatching artifacts")
+    return verdict
 
 
-def gate_p02(generated: Mapping[str, pd.DataFrame], t: Thresholds) -> Gate:
-    """`generated[task]`: the task's generation rows of both modes (column `mode`)."""
-    values, verdicts = {}, []
-    for task in ("t2a", "t2i"):
-        frame = generated.get(task)
-        if frame is None or frame.empty:
-            values[task] = "SKIP: task absent from the golden set"
-            continue
-        constrained, free = frame[frame["mode"] == "constrained"], frame[frame["mode"] == "free"]
-        oor = float(constrained["out_of_range_pct"].mean()) if len(constrained) else np.nan
-        wrong = int(constrained["wrong_slot"].sum()) if len(constrained) else 0
-        values[task] = {
-            "constrained_out_of_range_pct": oor,
-            "constrained_max_out_of_range_pct": float(constrained["out_of_range_pct"].max()) if len(constrained) else np.nan,
-            "constrained_wrong_slot": wrong,
-            "free_out_of_range_pct": float(free["out_of_range_pct"].mean()) if len(free) else np.nan,
-            "free_wrong_slot": int(free["wrong_slot"].sum()) if len(free) else 0,
-            "free_needs_constraint": bool(len(free) and (free["out_of_range"].sum() + free["wrong_slot"].sum()) > 0),
-            "n": len(constrained),
-        }
-        ok = values[task]["constrained_max_out_of_range_pct"] <= t.max_out_of_range_pct and wrong == 0
-        verdicts.append(PASS if ok else FAIL)
-    return Gate("P0.2", combine(verdicts), values, {"max_out_of_range_pct": t.max_out_of_range_pct, "wrong_slot": 0})
+def _short(value: Any) -> str:
+    text = str(value)
+    return text[:16] + "..." if len(text) > 20 and all(c in "0123456789abcdef" for c in text) else text[:80]
 
 
-def gate_p03(decoded: Mapping[str, pd.DataFrame], t: Thresholds) -> Gate:
-    values, verdicts = {}, []
-    for task in ("t2a", "t2i"):
-        frame = decoded.get(task)
-        if frame is None or frame.empty:
-            values[task] = "SKIP: task absent from the golden set"
-            continue
-        rate = float(frame["ok"].mean())
-        reasons = frame.loc[~frame["ok"], "reason"].fillna("").str.split(":").str[0].value_counts().head(5).to_dict()
-        values[task] = {"decode_success_rate": rate, "n": len(frame), "failures_by_reason": reasons}
-        verdicts.append(PASS if rate >= t.min_decode_success else FAIL)
-    return Gate("P0.3", combine(verdicts), values, {"min_decode_success": t.min_decode_success})
+# ------------------------------------------------------------------------------ P0.2 token compliance
+
+def _compliance(part: pd.DataFrame) -> dict[str, Any]:
+    tokens = int(part["n_generated"].sum()) if "n_generated" in part else 0
+    oor, wrong = int(part["out_of_range"].sum()), int(part["wrong_slot"].sum())
+    violating = (part["out_of_range"] + part["wrong_slot"]) > 0
+    first = pd.to_numeric(part.loc[violating, "first_violation"], errors="coerce").dropna() if "first_violation" in part else []
+    return {
+        "n": int(len(part)), "tokens": tokens,
+        "violation_pct": 100.0 * (oor + wrong) / tokens if tokens else 0.0,
+        "out_of_range_pct": 100.0 * oor / tokens if tokens else 0.0,
+        "wrong_slot_pct": 100.0 * wrong / tokens if tokens else 0.0,
+        "samples_with_violation": float(violating.mean()) if len(part) else 0.0,
+        "median_first_violation": float(np.median(first)) if len(first) else None,
+    }
 
 
-def _row(summary: pd.DataFrame, condition: str) -> pd.Series | None:
+def judge_compliance(data: Mapping[str, Any], t: Thresholds) -> Verdict:
+    frame = data["generate"]
+    free, constrained = frame[frame["mode"] == "free"], frame[frame["mode"] == "constrained"]
+    values: dict[str, Any] = {}
+    if len(free):
+        values.update({f"free_{k}": v for k, v in _compliance(free).items()})
+    if len(constrained):
+        values.update({f"constrained_{k}": v for k, v in _compliance(constrained).items()})
+        if "removed_mass_mean" in constrained:
+            values["removed_mass_mean"] = _num(constrained["removed_mass_mean"].mean())
+            values["removed_mass_max"] = _num(constrained["removed_mass_max"].max())
+    values["n"] = int(len(free) if len(free) else len(constrained))
+    verdict = Verdict(values)
+    if len(constrained):
+        pct = values["constrained_violation_pct"]
+        if pct > t.max_violation_pct:
+            verdict.fail("constrained_violation", f"constrained run: {_f(pct)} % of tokens out of range or in the wrong slot "
+                         f"> {t.max_violation_pct} % ({_f(100 * values['constrained_samples_with_violation'])} % of samples): "
+                         "the constraint itself is broken")
+        mass = values.get("removed_mass_mean")
+        if mass is None:
+            verdict.notes.append("constrained run has no removed-mass column (generated by an older mmgate): rerun generation")
+        elif mass > t.max_removed_mass:
+            verdict.fail("removed_mass", f"removed_mass_mean {_f(mass)} > {t.max_removed_mass}: the constraint removed "
+                         f"{_f(100 * mass)} % of the model's probability per step on average (max {_f(values['removed_mass_max'])})")
+    if not len(free):
+        verdict.warn("no_free_run", "no free-mode run: whether the model stays in its modality without the constraint is unknown")
+    else:
+        pct = values["free_violation_pct"]
+        if pct > t.max_violation_pct:
+            line = (f"free run: {_f(pct)} % of tokens violate (> {t.max_violation_pct} %): {_f(values['free_out_of_range_pct'])} % "
+                    f"out of range, {_f(values['free_wrong_slot_pct'])} % wrong slot, in "
+                    f"{_f(100 * values['free_samples_with_violation'])} % of samples, median first violation at token "
+                    f"{_f(values['free_median_first_violation'])}: valid only with constrained decoding")
+            (verdict.fail if t.require_free_compliance else verdict.warn)("free_violation", line)
+    return verdict
+
+
+# --------------------------------------------------------------------------------------- P0.3 decode
+
+DECODE_KINDS = (("too short", "decode_length"), ("out of range", "decode_tokens"), ("wrong slot", "decode_tokens"),
+                ("code ", "decode_codebook"), ("decoder error", "decode_error"))
+
+
+def judge_decode(data: Mapping[str, Any], t: Thresholds) -> Verdict:
+    frame = data["decode"]
+    ok = frame["ok"].astype(bool)
+    n, k = int(len(frame)), int(ok.sum())
+    rate = k / n if n else 0.0
+    reasons = frame.loc[~ok, "reason"].fillna("unknown").astype(str)
+    by_reason = reasons.str.split(":").str[0].value_counts().head(5).to_dict()
+    verdict = Verdict({"n": n, "decoded": k, "decode_success_rate": rate, "decode_success_rate_ci": wilson_interval(k, n),
+                       "failures_by_reason": {str(a): int(b) for a, b in by_reason.items()}})
+    if rate < t.min_decode_success:
+        top = ", ".join(f"{a} x{b}" for a, b in by_reason.items())
+        kinds = {kind for prefix, kind in DECODE_KINDS for r in reasons if r.startswith(prefix)} or {"decode_output"}
+        for kind in sorted(kinds):
+            verdict.failures.append(kind)
+        verdict.fail(sorted(kinds)[0], f"decode_success_rate {_f(rate)} < {t.min_decode_success} ({k} of {n} decoded, "
+                     f"{_ci(verdict.values['decode_success_rate_ci'])}); failures: {top}")
+    return verdict
+
+
+# --------------------------------------------------------------------------------- ablation helpers
+
+def _condition(summary: pd.DataFrame, condition: str) -> pd.Series | None:
     rows = summary[summary["condition"] == condition]
     return rows.iloc[0] if len(rows) else None
 
 
-def gate_p04(summaries: Mapping[str, pd.DataFrame], t: Thresholds) -> Gate:
-    values, verdicts, deltas_empty = {}, [], []
-    for task in ("t2a", "t2i"):
-        summary = summaries.get(task)
-        if summary is None or summary.empty:
-            values[task] = "SKIP: task absent from the golden set"
+def _win_ci(row: pd.Series) -> list[float | None]:
+    if "win_rate_ci_low" in row and row["win_rate_ci_low"] is not None and not pd.isna(row["win_rate_ci_low"]):
+        return [float(row["win_rate_ci_low"]), float(row["win_rate_ci_high"])]
+    return wilson_interval(round(float(row["win_rate"]) * int(row["n"])), int(row["n"]))
+
+
+def _delta_ci(row: pd.Series) -> list[float | None]:
+    if "delta_ci_low" in row:
+        return [_num(row["delta_ci_low"]), _num(row["delta_ci_high"])]
+    return [None, None]
+
+
+# -------------------------------------------------------------------------------- P0.4 prompt ablation
+
+def judge_prompt_ablation(data: Mapping[str, Any], t: Thresholds) -> Verdict:
+    summary = data["ablate"]
+    verdict = Verdict({"n": int(summary["n"].iloc[0])})
+    for condition, win_threshold in (("shuffled", t.win_rate_shuffled), ("empty", t.win_rate_empty)):
+        row = _condition(summary, condition)
+        if row is None:
+            verdict.fail("prompt_unused", f"no '{condition}' condition in the ablation summary")
             continue
-        shuffled, empty = _row(summary, "shuffled"), _row(summary, "empty")
-        n = int(shuffled["n"])
-        values[task] = {
-            "n": n,
-            "mean_loss_correct": float(shuffled["mean_loss_correct"]),
-            "mean_loss_shuffled": float(shuffled["mean_loss"]),
-            "mean_loss_empty": float(empty["mean_loss"]),
-            "delta_shuffled": float(shuffled["delta"]),
-            "delta_shuffled_ci": [float(shuffled["delta_ci_low"]), float(shuffled["delta_ci_high"])],
-            "delta_empty": float(empty["delta"]),
-            "delta_empty_ci": [float(empty["delta_ci_low"]), float(empty["delta_ci_high"])],
-            "win_rate_shuffled": float(shuffled["win_rate"]),
-            "win_rate_shuffled_ci": [float(shuffled["win_rate_ci_low"]), float(shuffled["win_rate_ci_high"])],
-            "win_rate_empty": float(empty["win_rate"]),
-            "win_rate_empty_ci": [float(empty["win_rate_ci_low"]), float(empty["win_rate_ci_high"])],
-        }
-        deltas_empty.append(float(empty["delta"]))
-        ok = (shuffled["delta"] > 0 and empty["delta"] > 0 and shuffled["win_rate"] >= t.win_rate_shuffled
-              and empty["win_rate"] >= t.win_rate_empty)
-        verdicts.append(FAIL if not ok else (WARN if n < t.min_n else PASS))
-    detail = ""
-    if deltas_empty and max(deltas_empty) < t.min_delta_empty:
-        verdicts.append(FAIL)
-        detail = f"delta_empty is below {t.min_delta_empty} for every write task"
-    small = [task for task, v in values.items() if isinstance(v, dict) and v["n"] < t.min_n]
-    if small:
-        detail = (detail + "; " if detail else "") + f"N < {t.min_n} for {small}: the checklist calls 64 noisy"
-    return Gate("P0.4", combine(verdicts), values,
-                {"win_rate_shuffled": t.win_rate_shuffled, "win_rate_empty": t.win_rate_empty,
-                 "min_delta_empty (one of T2A/T2I)": t.min_delta_empty, "min_n": t.min_n}, detail=detail)
+        verdict.values.update({
+            "mean_loss_correct": float(row["mean_loss_correct"]), f"mean_loss_{condition}": float(row["mean_loss"]),
+            f"delta_{condition}": float(row["delta"]), f"delta_{condition}_ci": _delta_ci(row),
+            f"win_rate_{condition}": float(row["win_rate"]), f"win_rate_{condition}_ci": _win_ci(row),
+        })
+        if not row["delta"] > 0:
+            verdict.fail("prompt_unused", f"mean loss correct {_f(row['mean_loss_correct'])} is not below {condition} "
+                         f"{_f(row['mean_loss'])} (delta_{condition} {_f(row['delta'])}, {_ci(_delta_ci(row))})")
+        if row["win_rate"] < win_threshold:
+            verdict.fail("prompt_unused", f"win_rate_{condition} {_f(row['win_rate'])} < {win_threshold} ({_ci(_win_ci(row))})")
+    low, high = verdict.values.get("delta_empty_ci", [None, None])
+    if low is not None and low < t.min_delta_empty <= verdict.values["delta_empty"]:
+        verdict.notes.append(f"delta_empty {_f(verdict.values['delta_empty'])} passes {t.min_delta_empty} but its "
+                             f"{_ci([low, high])} straddles it")
+    return verdict
 
 
-def gate_p11(generated: Mapping[str, pd.DataFrame], t: Thresholds) -> Gate:
-    values, verdicts = {}, []
-    for task in ("t2a", "t2i"):
-        frame = generated.get(task)
-        free = frame[frame["mode"] == "free"] if frame is not None else None
-        if free is None or free.empty:
-            values[task] = "SKIP: no free-mode generation"
+def prompt_ablation_across_tasks(results: Mapping[str, Verdict], t: Thresholds) -> Verdict:
+    """`delta_empty >= min_delta_empty` for at least one of the write tasks."""
+    deltas = {task: r.values.get("delta_empty") for task, r in results.items() if r.values.get("delta_empty") is not None}
+    verdict = Verdict()
+    if deltas and max(deltas.values()) < t.min_delta_empty:
+        listed = ", ".join(f"{task} {_f(d)} ({_ci(results[task].values.get('delta_empty_ci'))})" for task, d in deltas.items())
+        verdict.fail("weak_prompt", f"delta_empty < {t.min_delta_empty} for every write task: {listed}")
+    return verdict
+
+
+# ---------------------------------------------------------------------------------- P1.1 end tokens
+
+def judge_end_token(data: Mapping[str, Any], t: Thresholds) -> Verdict:
+    frame = data["generate"]
+    free = frame[frame["mode"] == "free"]
+    if free.empty:
+        verdict = Verdict({"n": 0})
+        verdict.notes.append("no free-mode run (end tokens are measured in free mode)")
+        verdict.verdict = SKIP
+        return verdict
+    ended = free[free["emitted_end"].astype(bool)]
+    n, k = int(len(free)), int(len(ended))
+    rate = k / n
+    verdict = Verdict({
+        "n": n, "end_rate": rate, "end_rate_ci": wilson_interval(k, n),
+        "end_position_over_expected_median": _num((ended["end_position"] / ended["expected_len"]).median()) if k else None,
+        "ended_before_expected_share": _num((ended["end_position"] < ended["expected_len"]).mean()) if k else None,
+    })
+    if rate < t.min_end_rate:
+        verdict.warn("no_end", f"end_rate {_f(rate)} < {t.min_end_rate} ({k} of {n} free generations ended by themselves, "
+                     f"{_ci(verdict.values['end_rate_ci'])})")
+    return verdict
+
+
+# -------------------------------------------------------------------------------- P1.2 read ablation
+
+def judge_read_ablation(data: Mapping[str, Any], t: Thresholds) -> Verdict:
+    summary = data["ablate"]
+    verdict = Verdict({"n": int(summary["n"].iloc[0]), "mean_loss_correct": float(summary["mean_loss_correct"].iloc[0])})
+    for condition in ("shuffled", "zero", "noise"):
+        row = _condition(summary, condition)
+        if row is None:
+            if condition != "shuffled":
+                verdict.fail("read_regressed", f"no '{condition}' condition in the ablation summary")
             continue
-        ended = free[free["emitted_end"]]
-        rate = float(free["emitted_end"].mean())
-        values[task] = {
-            "end_rate": rate,
-            "n": len(free),
-            "end_position_over_expected_median": float((ended["end_position"] / ended["expected_len"]).median()) if len(ended) else None,
-            "ended_before_expected_share": float((ended["end_position"] < ended["expected_len"]).mean()) if len(ended) else None,
-        }
-        verdicts.append(PASS if rate >= t.min_end_rate else WARN)
-    return Gate("P1.1", combine(verdicts), values, {"min_end_rate": t.min_end_rate},
-                detail="measured in free mode; the trend across checkpoints matters more than one value")
+        verdict.values.update({f"delta_{condition}": float(row["delta"]), f"delta_{condition}_ci": _delta_ci(row),
+                               f"win_rate_{condition}": float(row["win_rate"]), f"win_rate_{condition}_ci": _win_ci(row)})
+        if condition == "shuffled":
+            continue  # reported; zero and noise decide (the checklist's "correct better than noise/zero")
+        if row["delta"] < t.read_min_delta:
+            verdict.fail("read_regressed", f"delta_{condition} {_f(row['delta'])} < {t.read_min_delta} ({_ci(_delta_ci(row))}): "
+                         f"{condition} modality tokens score almost as well as the real ones")
+        if row["win_rate"] < t.read_win_rate:
+            verdict.fail("read_regressed", f"win_rate_{condition} {_f(row['win_rate'])} < {t.read_win_rate} ({_ci(_win_ci(row))})")
+    return verdict
 
 
-def gate_p12(summaries: Mapping[str, pd.DataFrame], t: Thresholds) -> Gate:
-    values, verdicts = {}, []
-    for task in ("a2t", "i2t"):
-        summary = summaries.get(task)
-        if summary is None or summary.empty:
-            values[task] = "SKIP: task absent from the golden set"
-            continue
-        values[task] = {"n": int(summary["n"].iloc[0]), "mean_loss_correct": float(summary["mean_loss_correct"].iloc[0])}
-        ok = True
-        for condition in ("shuffled", "zero", "noise"):
-            row = _row(summary, condition)
-            if row is None:
-                continue
-            values[task][f"delta_{condition}"] = float(row["delta"])
-            values[task][f"win_rate_{condition}"] = float(row["win_rate"])
-            if condition in ("zero", "noise"):
-                ok &= row["delta"] >= t.read_min_delta and row["win_rate"] >= t.read_win_rate
-        verdicts.append(PASS if ok else FAIL)
-    return Gate("P1.2", combine(verdicts), values, {"read_min_delta": t.read_min_delta, "read_win_rate": t.read_win_rate})
+# ------------------------------------------------------------------------------------ P1.3 collapse
+
+def judge_collapse(data: Mapping[str, Any], t: Thresholds) -> Verdict:
+    row = {k: (v.item() if hasattr(v, "item") else v) for k, v in data["collapse"].iloc[0].to_dict().items()}
+    row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    verdict = Verdict(row)
+    unique = row.get("unique_ratio")
+    if unique is not None and unique < t.min_unique_ratio:
+        verdict.fail("identical", f"unique_ratio {_f(unique)} < {t.min_unique_ratio}: {row.get('unique_outputs')} distinct outputs "
+                     f"of {row.get('n')}, {row.get('near_duplicate_pairs')} near-duplicate pairs across prompts")
+    for key, limit, kind, what in (("silent_share", t.max_silent_share, "silence", "silent"),
+                                   ("noise_share", t.max_noise_share, "noise", "noise-like (flat spectrum)"),
+                                   ("loop_share", t.max_loop_share, "loops", "caught in a repetition loop")):
+        value = row.get(key)
+        if value is not None and value > limit:
+            verdict.fail(kind, f"{key} {_f(value)} > {limit}: {_f(100 * value)} % of outputs are {what}")
+    return verdict
 
 
-def gate_p13(collapse: Mapping[str, pd.DataFrame], t: Thresholds) -> Gate:
-    values, verdicts = {}, []
-    for task in ("t2a", "t2i"):
-        frame = collapse.get(task)
-        if frame is None or frame.empty:
-            values[task] = "SKIP: task absent from the golden set"
-            continue
-        row = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in frame.iloc[0].to_dict().items()}
-        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        values[task] = row
-        problems = []
-        if row["collapsed"] or row["unique_ratio"] < t.min_unique_ratio:
-            problems.append("identical or near-identical outputs")
-        if row.get("silent_share") is not None and row["silent_share"] > t.max_silent_share:
-            problems.append("silence")
-        if row.get("noise_share") is not None and row["noise_share"] > t.max_noise_share:
-            problems.append("noise")
-        if row.get("loop_share") is not None and task == "t2a" and row["loop_share"] > t.max_loop_share:
-            problems.append("repetition loops")
-        values[task]["problems"] = problems
-        verdicts.append(FAIL if problems else PASS)
-    return Gate("P1.3", combine(verdicts), values,
-                {"min_unique_ratio": t.min_unique_ratio, "max_silent_share": t.max_silent_share,
-                 "max_noise_share": t.max_noise_share, "max_loop_share (audio)": t.max_loop_share})
+# --------------------------------------------------------------------------------- TD training log
+
+def judge_training(data: Mapping[str, Any], t: Thresholds) -> Verdict:
+    from .report import training_criteria
+
+    return training_criteria(data["training"], t)
 
 
-def overall(gates: list[Gate]) -> str:
-    by_id = {g.gate: g.verdict for g in gates}
-    if any(by_id.get(g) == FAIL for g in P0):
-        return "not valid"
-    if any(by_id.get(g) == FAIL for g in P1):
-        return "valid trial"
-    return "ready to promote"
+# ------------------------------------------------------------------------------------------ registry
+
+FORMAT_FIX = ("First check that the ablation really changes the input (input_hash differs per condition) and that "
+              "the template matches training.")
+
+REGISTRY: list[GateSpec] = [
+    GateSpec("P0.1", "Is the token space the same everywhere?", "P0", ("check",), judge_token_space, tasks=(ALL,),
+             fixes={"mismatch": "Re-tokenize or re-save the mismatching artifacts with the current token_space.json "
+                                "(each row of check.parquet names its file and fix)."},
+             thresholds=(), trend_metrics=("mismatches",), sample_size=False),
+    GateSpec("P0.2", "Do generated tokens stay in their modality?", "P0", ("generate",), judge_compliance,
+             fixes={"free_violation": "Use constrained decoding (ModalityConstraint: only the modality's ranges, the "
+                                      "expected codebook slot, the end token at frame boundaries) wherever this "
+                                      "checkpoint generates; train longer for free-mode compliance.",
+                    "constrained_violation": "The constraint leaked: check that token_space.json matches the tokenizer "
+                                             "(P0.1) and report the bug with the generate parquet.",
+                    "removed_mass": "The model puts much of its probability outside the modality even where it "
+                                    "must write it: give T2A/T2I more weight in the mix and check the template "
+                                    "ends with the start token as in training.",
+                    "no_free_run": "Run the free mode too: it is the only run that can show a violation."},
+             thresholds=("max_violation_pct", "require_free_compliance", "max_removed_mass", "min_n"),
+             trend_metrics=("free_violation_pct", "removed_mass_mean")),
+    GateSpec("P0.3", "Does every generation decode?", "P0", ("decode",), judge_decode,
+             fixes={"decode_length": "Generate per-sample lengths (expected + margin, sliced to exactly expected) with "
+                                     "hold_end_until_expected in constrained mode.",
+                    "decode_tokens": "Use constrained decoding so every token is in its modality and codebook slot.",
+                    "decode_codebook": "The decoder's codebook is smaller than the token space's: check "
+                                       "decoders.*.n_codebooks/codebook_size against token_space.json.",
+                    "decode_error": "The decoder raised: see the decode log and `reason` column; check its weights "
+                                    "and settings.",
+                    "decode_output": "Decoded outputs have the wrong rate, channels, length or size: check the "
+                                     "decoder against the golden meta (sample_rate, channels, proc_size)."},
+             thresholds=("min_decode_success", "min_n"), trend_metrics=("decode_success_rate",)),
+    GateSpec("P0.4", "Does the model use the prompt?", "P0", ("ablate",), judge_prompt_ablation,
+             fixes={"prompt_unused": FORMAT_FIX + " Then give T2A/T2I more weight in the training mix.",
+                    "weak_prompt": FORMAT_FIX + " Then use stronger, more specific prompts in the golden set "
+                                                "(instrument, genre, mood for music)."},
+             thresholds=("win_rate_shuffled", "win_rate_empty", "min_delta_empty", "min_n"),
+             trend_metrics=("win_rate_shuffled", "win_rate_empty", "delta_empty", "mean_loss_correct"),
+             across_tasks=prompt_ablation_across_tasks),
+    GateSpec("P1.1", "Does it stop by itself?", "P1", ("generate",), judge_end_token,
+             fixes={"no_end": "Keep training (the end-token rate should trend up); check that <aud_end>/<img_end> are "
+                              "in the training targets."},
+             thresholds=("min_end_rate", "min_n"), trend_metrics=("end_rate",)),
+    GateSpec("P1.2", "Does reading still use the modality?", "P1", ("ablate",), judge_read_ablation, tasks=READ_TASKS,
+             fixes={"read_regressed": "Reading regressed: add more A2T/I2T to the mix and check that modality tokens "
+                                      "reach the model (not masked, not truncated)."},
+             thresholds=("read_min_delta", "read_win_rate", "min_n"), trend_metrics=("delta_zero", "delta_noise")),
+    GateSpec("P1.3", "Are outputs alive and distinct?", "P1", ("collapse",), judge_collapse,
+             fixes={"identical": "Outputs are the same across prompts: check P0.4 (is the prompt used?) and the sampling "
+                                 "settings (temperature, top-k); raise T2A/T2I weight and prompt diversity.",
+                    "silence": "Outputs decode to silence: check the decoder's weights and that generated codes are not "
+                               "stuck on one value (codebook_usage in fingerprints.parquet).",
+                    "noise": "Outputs sound like noise: first check the decoder (weights, codebook order, sample rate) "
+                             "against a golden reference decoded the same way; if references decode cleanly, the model "
+                             "writes codes without structure: train longer.",
+                    "loops": "Outputs repeat themselves: lower temperature or raise repetition_penalty in generation, "
+                             "and check for truncated or repeated training targets."},
+             thresholds=("min_unique_ratio", "max_silent_share", "max_noise_share", "max_loop_share", "min_n"),
+             trend_metrics=("unique_ratio", "silent_share", "noise_share", "loop_share")),
+    GateSpec("TD", "Did training behave?", "TD", ("training",), judge_training, tasks=(ALL,),
+             fixes={"write_not_falling": "Write losses did not fall: check T2A/T2I label masks and their share of the mix.",
+                    "read_regressed": "A read loss regressed: add A2T/I2T to the mix or lower the learning rate.",
+                    "nan": "NaN losses: lower the learning rate, check fp16 overflow (use bf16) and bad samples.",
+                    "spike": "Loss spikes: lower the learning rate or add warm-up; look for bad batches at those steps.",
+                    "norms_frozen": "Head/embedding norms did not move: check that the new rows are trainable "
+                                    "(modules_to_save or unfrozen lm_head/embed_tokens)."},
+             thresholds=("read_loss_tolerance", "spike_ratio", "spike_window", "min_norm_change"), sample_size=False),
+]
+GATE_IDS = tuple(spec.id for spec in REGISTRY)
+P0 = tuple(spec.id for spec in REGISTRY if spec.tier == "P0")
 
 
-def gates_table(gates: list[Gate]) -> pd.DataFrame:
+def gates_table(gates: Sequence[Gate]) -> pd.DataFrame:
     import json
 
+    from .io import strict_json
+
     return pd.DataFrame([{
-        "gate": g.gate, "question": QUESTIONS[g.gate], "verdict": g.verdict,
-        "values": json.dumps(g.values, default=str), "thresholds": json.dumps(g.thresholds, default=str),
-        "evidence": json.dumps(g.evidence), "detail": g.detail, "fix": g.fix,
+        "gate": g.gate, "tier": g.tier, "question": g.question, "verdict": g.verdict,
+        "reasons": json.dumps(g.reasons), "notes": json.dumps(g.notes), "fix": g.fix,
+        "values": strict_json(g.values), "thresholds": strict_json(g.thresholds), "evidence": json.dumps(g.evidence),
+        "underpowered": g.underpowered,
     } for g in gates])
+
+
+def threshold_fields() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(Thresholds)}

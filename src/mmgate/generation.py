@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 
 from .settings import FromConfig
+from .tasks import MODES
 from .templates import PromptTemplate
 from .tokenspace import Modality, TokenSpace
 
-MODES = ("free", "constrained")
 
 
 @dataclass(frozen=True)
 class GenerationSettings(FromConfig):
+    section = "generation"
     do_sample: bool = True
     temperature: float = 1.0
     top_k: int = 0
@@ -64,6 +65,14 @@ def compliance(generated: np.ndarray, modality: Modality, n_frames: int | None) 
         "wrong_slot": int(wrong_slot.sum()),
         "first_violation": int(violations[0]) if violations.size else None,
     }
+
+
+def removed_mass_stats(removed: np.ndarray | None, row: int, steps: int) -> dict[str, float | None]:
+    """Mean and max probability mass the constraint removed over one row's own steps (None in free mode)."""
+    if removed is None or steps <= 0:
+        return {"removed_mass_mean": None, "removed_mass_max": None}
+    own = removed[row, : min(steps, removed.shape[1])]
+    return {"removed_mass_mean": float(own.mean()), "removed_mass_max": float(own.max())}
 
 
 def split_generation(new_tokens: np.ndarray, budget: int, end_id: int) -> tuple[np.ndarray, int | None]:
@@ -120,10 +129,13 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
             pad_token_id=pad_id, bos_token_id=tokenizer.bos_token_id, use_cache=True,
         )
         processors = LogitsProcessorList()
+        constraint = None
         if mode == "constrained":
             frames = None if n_frames is None else torch.from_numpy(n_frames)
             min_length = torch.from_numpy(expected) if settings.hold_end_until_expected else None
-            processors.append(ModalityConstraint(modality, span_start=width, n_frames=frames, min_length=min_length, device=device))
+            constraint = ModalityConstraint(modality, span_start=width, n_frames=frames, min_length=min_length, device=device,
+                                            track_removed_mass=True)
+            processors.append(constraint)
         stopping = StoppingCriteriaList([RowBudget(width, torch.from_numpy(budgets).to(device))])
         seed = (settings.seed * 1_000_003 + zlib.crc32(",".join(batch["sample_id"]).encode())) % (2**31)
         torch.manual_seed(seed)
@@ -136,6 +148,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
         seconds = time.perf_counter() - start
         new_tokens = sequences[:, width:].cpu().numpy()
         spans = [split_generation(new_tokens[i], int(budgets[i]), modality.end_id) for i in range(len(batch))]
+        removed = torch.stack(constraint.removed_mass, dim=1).cpu().numpy() if constraint and constraint.removed_mass else None
         n_new = sum(len(span) + (end is not None) for span, end in spans)
         for i, row in enumerate(batch.itertuples()):
             span, end = spans[i]
@@ -151,6 +164,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
                 "end_position": end,
                 "ragged_tail": int(len(span) % modality.n_codebooks),
                 **compliance(span, modality, frames),
+                **removed_mass_stats(removed, i, len(span) + (end is not None)),
                 "seed": int(seed),
                 "batch_index": batch_index,
                 "generation_seconds": seconds,
@@ -160,6 +174,9 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
     for column in ("end_position", "first_violation"):
         if column in frame:
             frame[column] = frame[column].astype("Int64")
+    for column in ("removed_mass_mean", "removed_mass_max"):
+        if column in frame:
+            frame[column] = frame[column].astype("float64")
     return frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
 

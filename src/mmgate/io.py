@@ -11,6 +11,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +32,28 @@ def package_versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with numpy scalars as Python numbers, tuples as lists and NaN/inf/NA as None (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, np.ndarray, pd.Series)):
+        return [jsonable(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def strict_json(value: Any, **kwargs: Any) -> str:
+    """JSON that strict parsers accept: `null`, never `NaN`."""
+    return json.dumps(jsonable(value), allow_nan=False, **kwargs)
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

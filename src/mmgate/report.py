@@ -1,7 +1,7 @@
 """The gate report of one checkpoint (gates.json, gates.parquet, report.html) and the trend.
 
-Everything is read from the parquet the stages wrote under a results root, by hive path, so the
-same code serves the `report` rule and `mmgate inspect`.
+The report reads exactly the files its rule declares (never a glob of `results/`), and checks
+that every table holds the current golden set's samples, so a stale shard cannot enter a verdict.
 """
 
 from __future__ import annotations
@@ -11,71 +11,205 @@ import html
 import io as _io
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import gates as G
 from .checkpoints import checkpoint_step
+from .errors import MMGateError
 from .io import read_parquet
+from .tasks import MODES, TASKS, WRITE_TASKS
 
-WRITE, READ = ("t2a", "t2i"), ("a2t", "i2t")
-
-
-def _concat(paths: list[Path]) -> pd.DataFrame | None:
-    frames = [read_parquet(p).assign(_file=str(p)) for p in sorted(paths)]
-    return pd.concat(frames, ignore_index=True) if frames else None
+class StaleResultError(MMGateError):
+    """A stage table does not hold exactly the current golden set's samples."""
 
 
-def load_stage_tables(results: str | Path, ckpt: str) -> dict[str, Any]:
-    """Every stage table of one checkpoint, keyed by stage and task."""
-    root = Path(results)
-    check = root / "token_space" / f"ckpt={ckpt}" / "check.parquet"
-    tables: dict[str, Any] = {"check": read_parquet(check) if check.exists() else None, "generate": {}, "decode": {},
-                              "collapse": {}, "fingerprint": {}, "ablate": {}, "ablate_rows": {}, "evidence": {}}
-    for task in WRITE:
-        generated = _concat(list((root / "generate" / f"ckpt={ckpt}" / f"task={task}").glob("mode=*/part-*.parquet")))
-        if generated is not None:  # partition keys live in the path (hive), not in the files
-            generated["mode"] = [Path(f).parent.name.split("=", 1)[1] for f in generated["_file"]]
-            generated["task"] = task
-            tables["generate"][task] = generated
-        decoded = _concat(list((root / "decode" / f"ckpt={ckpt}" / f"task={task}").glob("part-*.parquet")))
-        if decoded is not None:
-            decoded["file_path"] = [str(Path(f).parent / x) if isinstance(x, str) else None for f, x in zip(decoded["_file"], decoded["file"])]
+# ------------------------------------------------------------------------------------ report inputs
+
+def input_key(stage: str, task: str, mode: str | None = None) -> str:
+    """Name of one report input, e.g. `generate_t2a_free` (a Python identifier, as Snakemake wants)."""
+    return "_".join(p for p in (stage, task, mode) if p)
+
+
+def report_inputs(ckpt: str, shards: Mapping[str, Sequence[str]], p01_passed: bool = True) -> dict[str, list[str]]:
+    """Every file the report of one checkpoint reads, by input name; `shards[task]`: the task's shard ids.
+
+    A checkpoint that failed P0.1 gets a report from its token-space check alone (no GPU work runs).
+    """
+    inputs = {"check": [f"results/token_space/ckpt={ckpt}/check.parquet"]}
+    if not p01_passed:
+        return inputs
+    for task in WRITE_TASKS:
+        parts = list(shards.get(task, []))
+        if not parts:
+            continue
+        for mode in MODES:
+            inputs[input_key("generate", task, mode)] = [
+                f"results/generate/ckpt={ckpt}/task={task}/mode={mode}/part-{s}.parquet" for s in parts]
+        inputs[input_key("decode", task)] = [f"results/decode/ckpt={ckpt}/task={task}/part-{s}.parquet" for s in parts]
+        folder = f"results/fingerprint/ckpt={ckpt}/task={task}"
+        inputs[input_key("fingerprint", task)] = [f"{folder}/fingerprints.parquet"]
+        inputs[input_key("collapse", task)] = [f"{folder}/collapse.parquet"]
+    for task in TASKS:
+        parts = list(shards.get(task, []))
+        if not parts:
+            continue
+        inputs[input_key("ablate", task)] = [f"results/ablate/ckpt={ckpt}/task={task}/part-{s}.parquet" for s in parts]
+        inputs[input_key("summary", task)] = [f"results/ablate/ckpt={ckpt}/task={task}/summary.parquet"]
+    return inputs
+
+
+def _read_all(paths: Sequence[str]) -> pd.DataFrame:
+    return pd.concat([read_parquet(p).assign(_file=str(p)) for p in paths], ignore_index=True)
+
+
+def _same_samples(frame: pd.DataFrame, expected: set[str], what: str, paths: Sequence[str]) -> None:
+    """Raise naming the file when `frame` does not hold each expected sample_id exactly once."""
+    ids = frame["sample_id"].astype(str)
+    extra = sorted(set(ids) - expected)
+    missing = sorted(expected - set(ids))
+    duplicated = sorted(set(ids[ids.duplicated()]))
+    if not (extra or missing or duplicated):
+        return
+    if extra:
+        stale = sorted(set(frame.loc[ids.isin(extra), "_file"])) if "_file" in frame else list(paths)
+        problem = f"{len(extra)} sample(s) not in the current golden set (e.g. {extra[:3]}), from {stale}"
+    elif duplicated:
+        problem = f"{len(duplicated)} sample(s) appear twice (e.g. {duplicated[:3]})"
+    else:
+        problem = f"{len(missing)} golden sample(s) missing (e.g. {missing[:3]})"
+    files = "\n  ".join(map(str, paths))
+    raise StaleResultError(
+        f"{what}: {problem}. The file(s) were made for another golden set, so a verdict from them would be wrong:\n  "
+        f"{files}\nDelete them and rerun snakemake: it remakes them for the current golden set.")
+
+
+def load_tables(inputs: Mapping[str, Sequence[str]], golden: pd.DataFrame | None = None,
+                training_log: str | Path | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The stage tables of one checkpoint from exactly the report rule's declared inputs.
+
+    Returns (tables, evidence): `tables[stage][task]` as the gates read them, `evidence[stage]`
+    the files each stage's verdict rests on. With `golden`, every table must hold exactly the
+    golden set's samples of its task (else StaleResultError naming the file).
+    """
+    ids = {t: set(golden.loc[golden["task"] == t, "sample_id"].astype(str)) for t in TASKS} if golden is not None else None
+    tables: dict[str, Any] = {name: {} for name in ("check", "generate", "decode", "fingerprint", "collapse", "ablate",
+                                                      "ablate_rows", "training")}
+    evidence: dict[str, list[str]] = {name: [] for name in tables}
+    tables["golden_n"] = {t: len(v) for t, v in ids.items()} if ids is not None else {}
+    check = [str(p) for p in inputs.get("check", [])]
+    if check:
+        tables["check"][G.ALL] = _read_all(check)
+        evidence["check"] = check
+    for task in WRITE_TASKS:
+        modes = {mode: inputs.get(input_key("generate", task, mode)) for mode in MODES}
+        frames = []
+        for mode, paths in modes.items():
+            if paths:
+                part = _read_all(paths).assign(mode=mode)  # hive keys live in the path, not the file
+                if ids is not None:
+                    _same_samples(part, ids[task], f"generate {task}/{mode}", paths)
+                frames.append(part)
+                evidence["generate"] += list(map(str, paths))
+        if frames:
+            tables["generate"][task] = pd.concat(frames, ignore_index=True)
+        paths = inputs.get(input_key("decode", task))
+        if paths:
+            decoded = _read_all(paths)
+            decoded["file_path"] = [str(Path(f).parent / x) if isinstance(x, str) else None
+                                    for f, x in zip(decoded["_file"], decoded["file"])]
+            if ids is not None:
+                _same_samples(decoded, ids[task], f"decode {task}", paths)
             tables["decode"][task] = decoded
-        folder = root / "fingerprint" / f"ckpt={ckpt}" / f"task={task}"
-        if (folder / "collapse.parquet").exists():
-            tables["collapse"][task] = read_parquet(folder / "collapse.parquet")
-            tables["fingerprint"][task] = read_parquet(folder / "fingerprints.parquet")
-    for task in WRITE + READ:
-        folder = root / "ablate" / f"ckpt={ckpt}" / f"task={task}"
-        if (folder / "summary.parquet").exists():
-            tables["ablate"][task] = read_parquet(folder / "summary.parquet")
-            tables["ablate_rows"][task] = _concat(list(folder.glob("part-*.parquet")))
-    tables["evidence"] = {
-        "P0.1": [str(check)],
-        "P0.2": [str(root / "generate" / f"ckpt={ckpt}")], "P1.1": [str(root / "generate" / f"ckpt={ckpt}")],
-        "P0.3": [str(root / "decode" / f"ckpt={ckpt}")], "P1.3": [str(root / "fingerprint" / f"ckpt={ckpt}")],
-        "P0.4": [str(root / "ablate" / f"ckpt={ckpt}" / f"task={t}" / "summary.parquet") for t in WRITE],
-        "P1.2": [str(root / "ablate" / f"ckpt={ckpt}" / f"task={t}" / "summary.parquet") for t in READ],
+            evidence["decode"] += list(map(str, paths))
+        for stage in ("fingerprint", "collapse"):
+            paths = inputs.get(input_key(stage, task))
+            if paths:
+                frame = _read_all(paths)
+                if ids is not None and stage == "fingerprint":
+                    _same_samples(frame, ids[task], f"fingerprint {task}", paths)
+                if ids is not None and stage == "collapse" and int(frame["n"].iloc[0]) != len(ids[task]):
+                    raise StaleResultError(f"{paths[0]}: summarises {int(frame['n'].iloc[0])} outputs but the golden set has "
+                                           f"{len(ids[task])} {task} samples. Delete it and rerun snakemake.")
+                tables[stage][task] = frame
+                evidence[stage] += list(map(str, paths))
+    for task in TASKS:
+        paths = inputs.get(input_key("ablate", task))
+        if paths:
+            rows = _read_all(paths)
+            if ids is not None:
+                for condition, part in rows.groupby("condition"):
+                    _same_samples(part, ids[task], f"ablate {task}/{condition}", paths)
+            tables["ablate_rows"][task] = rows
+        paths = inputs.get(input_key("summary", task))
+        if paths:
+            summary = _read_all(paths)
+            if "ablate_rows" in tables and task in tables["ablate_rows"]:
+                wide = tables["ablate_rows"][task].pivot(index="sample_id", columns="condition", values="loss")
+                scored = int(np.isfinite(wide).all(axis=1).sum())
+                if int(summary["n"].iloc[0]) != scored:
+                    raise StaleResultError(f"{paths[0]}: N={int(summary['n'].iloc[0])} but its {len(wide)} ablation rows give "
+                                           f"{scored} scored samples: it was summarised from other shards. Delete it and "
+                                           "rerun snakemake.")
+            tables["ablate"][task] = summary
+            evidence["ablate"] += list(map(str, paths))
+    if training_log is not None:
+        log = read_training_log(training_log)
+        tables["training"][G.ALL] = log
+        evidence["training"] = [str(training_log)]
+    return tables, evidence
+
+
+def build(inputs: Mapping[str, Sequence[str]], thresholds: G.Thresholds, golden: pd.DataFrame | None = None,
+          training_log: str | Path | None = None, provenance: Mapping[str, Any] | None = None,
+          checkpoint: str = "") -> dict[str, Any]:
+    """Verdicts of one checkpoint: the gates.json content, plus the tables and Gate objects for the HTML."""
+    tables, evidence = load_tables(inputs, golden, training_log)
+    gates = G.evaluate(tables, thresholds, evidence=evidence)
+    provenance = dict(provenance or {})
+    step = provenance.get("step", checkpoint_step(checkpoint))
+    return {"checkpoint": checkpoint, "step": step, "overall": G.overall(gates), "overall_note": G.overall_note(gates),
+            "assessment": G.assessment(gates), "gates": [g.as_dict() for g in gates], "provenance": provenance,
+            "sample_sizes": tables["golden_n"], "tables": tables, "gate_objects": gates}
+
+
+def _git_commit(directory: Path) -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(directory), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def report_provenance(ckpt: str, ckpt_dir: str | Path, config: Mapping[str, Any], space: Any, golden_path: str | Path,
+                      golden: pd.DataFrame) -> dict[str, Any]:
+    """Where a verdict comes from: checkpoint, step, time, mmgate version and commit, config, token space, golden set."""
+    import datetime
+    from importlib import metadata
+
+    from .checkpoints import trainer_step
+    from .io import config_hash
+    from .tokenspace import sha256_file
+
+    try:
+        version = metadata.version("mmgate")
+    except metadata.PackageNotFoundError:
+        version = None
+    decoders = config.get("decoders") or {}
+    return {
+        "checkpoint": ckpt, "checkpoint_dir": str(ckpt_dir), "step": trainer_step(ckpt_dir, ckpt),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "mmgate_version": version, "mmgate_commit": _git_commit(Path(__file__).resolve().parent),
+        "config_hash": config_hash(config), "token_space_sha256": space.sha256,
+        "golden_set": str(golden_path), "golden_set_sha256": sha256_file(golden_path),
+        "golden_n": {t: int(n) for t, n in golden["task"].value_counts().sort_index().items()},
+        "decoders": {name: d.get("backend") for name, d in decoders.items() if isinstance(d, Mapping)},
     }
-    return tables
-
-
-def evaluate(tables: Mapping[str, Any], thresholds: G.Thresholds) -> list[G.Gate]:
-    gates = [
-        G.gate_p01(tables["check"]),
-        G.gate_p02(tables["generate"], thresholds),
-        G.gate_p03(tables["decode"], thresholds),
-        G.gate_p04(tables["ablate"], thresholds),
-        G.gate_p11(tables["generate"], thresholds),
-        G.gate_p12(tables["ablate"], thresholds),
-        G.gate_p13(tables["collapse"], thresholds),
-    ]
-    for gate in gates:
-        gate.evidence = tables["evidence"].get(gate.gate, [])
-    return gates
 
 
 def length_audit(golden: pd.DataFrame, limits: Mapping[str, int]) -> pd.DataFrame:
@@ -90,35 +224,102 @@ def length_audit(golden: pd.DataFrame, limits: Mapping[str, int]) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def training_dynamics(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the log, one row per metric: first, last, change, spikes, NaNs) from a CSV or JSONL training log."""
-    path = Path(path)
-    log = pd.read_json(path, lines=True) if path.suffix in (".jsonl", ".json") else pd.read_csv(path)
-    if "step" not in log:
-        from .errors import ConfigError
+# ---------------------------------------------------------------------------------- training dynamics
 
+WRITE_LOSSES, READ_LOSSES, NORMS = ("t2a_avg", "t2i_avg"), ("a2t_avg", "i2t_avg"), ("head_norm_mean", "emb_norm_mean")
+
+
+def read_training_log(path: str | Path) -> pd.DataFrame:
+    """A training log with a `step` column: CSV, JSONL, or an HF Trainer `trainer_state.json` (`log_history`)."""
+    from .errors import ConfigError
+
+    path = Path(path)
+    try:
+        if path.suffix == ".json":
+            state = json.loads(path.read_text())
+            records = state.get("log_history") if isinstance(state, dict) else state
+            if not isinstance(records, list):
+                raise ConfigError(f"{path}: a JSON training log must be a trainer_state.json with `log_history` or a list of records")
+            log = pd.DataFrame(records)
+            if "step" in log:  # the Trainer logs train and eval metrics of a step in separate records
+                log = log.groupby("step", as_index=False).first()
+        elif path.suffix in (".jsonl", ".ndjson"):
+            log = pd.read_json(path, lines=True)
+        else:
+            log = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: cannot read the training log ({err}). Set report.training_log to a CSV, JSONL or "
+                          "trainer_state.json with a 'step' column.") from err
+    if "step" not in log:
         raise ConfigError(f"{path}: a training log needs a 'step' column (found {list(log.columns)})")
-    log = log.sort_values("step")
+    return log.sort_values("step").reset_index(drop=True)
+
+
+def spikes(values: pd.Series, ratio: float, window: int) -> list[int]:
+    """Positions where a loss exceeds `ratio` x the median of the `window` finite values before it."""
+    finite = values[np.isfinite(values)]
+    out = []
+    for i in range(1, len(finite)):
+        before = finite.iloc[max(0, i - window) : i]
+        reference = float(before.median())
+        if reference > 0 and finite.iloc[i] > ratio * reference:
+            out.append(int(finite.index[i]))
+    return out
+
+
+def training_summary(log: pd.DataFrame, t: G.Thresholds | None = None) -> pd.DataFrame:
+    """One row per known metric: first, last, change, NaN count and spike steps."""
+    t = t or G.Thresholds()
     rows = []
-    for metric in ("t2a_avg", "t2i_avg", "a2t_avg", "i2t_avg", "head_norm_mean", "emb_norm_mean"):
+    for metric in WRITE_LOSSES + READ_LOSSES + NORMS:
         if metric not in log:
             continue
         values = pd.to_numeric(log[metric], errors="coerce")
         finite = values[np.isfinite(values)]
-        diffs = finite.diff()
-        spikes = int((diffs > 3 * diffs.abs().median() + 1e-9).sum()) if metric.endswith("_avg") and len(finite) > 3 else 0
+        at = spikes(values, t.spike_ratio, t.spike_window) if metric.endswith("_avg") else []
         rows.append({"metric": metric, "first": float(finite.iloc[0]) if len(finite) else None,
                      "last": float(finite.iloc[-1]) if len(finite) else None,
                      "change": float(finite.iloc[-1] - finite.iloc[0]) if len(finite) else None,
-                     "nan_count": int((~np.isfinite(values)).sum()), "spikes": spikes})
-    return log, pd.DataFrame(rows)
+                     "nan_count": int((~np.isfinite(values)).sum()), "spikes": len(at),
+                     "spike_steps": [int(log["step"].iloc[i]) for i in at]})
+    return pd.DataFrame(rows, columns=["metric", "first", "last", "change", "nan_count", "spikes", "spike_steps"])
 
 
-def build(results: str | Path, ckpt: str, thresholds: G.Thresholds) -> dict[str, Any]:
-    tables = load_stage_tables(results, ckpt)
-    gates = evaluate(tables, thresholds)
-    return {"checkpoint": ckpt, "step": checkpoint_step(ckpt), "overall": G.overall(gates),
-            "gates": [g.as_dict() for g in gates], "tables": tables, "gate_objects": gates}
+def training_dynamics(path: str | Path, t: G.Thresholds | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the log, one row per metric) from a CSV, JSONL or trainer_state.json training log."""
+    log = read_training_log(path)
+    return log, training_summary(log, t)
+
+
+def training_criteria(log: pd.DataFrame, t: G.Thresholds) -> G.Verdict:
+    """The checklist's section A: write losses fall, read losses hold, no NaN or spikes, norms move."""
+    summary = training_summary(log, t).set_index("metric")
+    verdict = G.Verdict({"n": int(len(log))})
+    f = G._f
+    for metric, row in summary.iterrows():
+        verdict.values.update({f"{metric}_first": row["first"], f"{metric}_last": row["last"]})
+        if row["first"] is None or row["last"] is None:
+            verdict.fail("nan", f"{metric} has no finite value")
+            continue
+        if metric in WRITE_LOSSES and not row["last"] < row["first"]:
+            verdict.fail("write_not_falling", f"write loss {metric} did not fall: {f(row['first'])} -> {f(row['last'])}")
+        if metric in READ_LOSSES and row["last"] > row["first"] * (1 + t.read_loss_tolerance):
+            verdict.fail("read_regressed", f"read loss {metric} rose {f(row['first'])} -> {f(row['last'])} "
+                         f"(+{f(100 * (row['last'] / row['first'] - 1))} %, tolerance {f(100 * t.read_loss_tolerance)} %)")
+        if row["nan_count"]:
+            verdict.fail("nan", f"{metric} has {row['nan_count']} NaN/inf value(s)")
+        if row["spikes"]:
+            verdict.warn("spike", f"{metric} spiked above {t.spike_ratio} x its recent median at step(s) {row['spike_steps'][:5]}")
+        if metric in NORMS and abs(row["change"]) < t.min_norm_change * abs(row["first"]):
+            verdict.warn("norms_frozen", f"{metric} barely moved: {f(row['first'])} -> {f(row['last'])} "
+                         f"(< {f(100 * t.min_norm_change)} %)")
+    missing = [m for m in WRITE_LOSSES + READ_LOSSES + NORMS if m not in summary.index]
+    if len(missing) == len(WRITE_LOSSES + READ_LOSSES + NORMS):
+        verdict.verdict = G.SKIP
+        verdict.notes.append(f"the training log has none of {list(WRITE_LOSSES + READ_LOSSES + NORMS)}")
+    elif missing:
+        verdict.notes.append(f"not in the training log: {missing}")
+    return verdict
 
 
 # ---------------------------------------------------------------------------------------------- HTML
@@ -132,7 +333,7 @@ def _figure_png(fig) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _plots(tables: Mapping[str, Any]) -> dict[str, str]:
+def _plots(tables: Mapping[str, Any], thresholds: Mapping[str, Any]) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,19 +350,27 @@ def _plots(tables: Mapping[str, Any]) -> dict[str, str]:
             ax.set_title(f"{task}: loss per condition")
         out["losses"] = _figure_png(fig)
         summary = pd.concat([s.assign(task=t) for t, s in tables["ablate"].items()], ignore_index=True)
+        summary = summary.assign(win_rate_ci_low=summary["win_rate_ci_low"].fillna(summary["win_rate"]),
+                                 win_rate_ci_high=summary["win_rate_ci_high"].fillna(summary["win_rate"]))
         fig, ax = plt.subplots(figsize=(7, 3))
         labels = [f"{r.task}/{r.condition}" for r in summary.itertuples()]
         ax.errorbar(range(len(summary)), summary["win_rate"],
                     yerr=[summary["win_rate"] - summary["win_rate_ci_low"], summary["win_rate_ci_high"] - summary["win_rate"]],
                     fmt="o", capsize=3)
-        ax.axhline(0.7, ls="--", c="grey"), ax.axhline(0.8, ls=":", c="grey"), ax.set_ylim(0, 1.05)
+        for key, style in (("win_rate_shuffled", "--"), ("win_rate_empty", ":"), ("read_win_rate", "-.")):
+            if key in thresholds:
+                ax.axhline(thresholds[key], ls=style, c="grey", label=f"{key} {thresholds[key]}")
+        ax.set_ylim(0, 1.05), ax.legend(fontsize=7, loc="lower right")
         ax.set_xticks(range(len(summary)), labels, rotation=40, ha="right"), ax.set_title("win rate of correct (95 % CI)")
         out["win_rates"] = _figure_png(fig)
     if tables["generate"]:
         gen = pd.concat(tables["generate"].values(), ignore_index=True)
-        stats = gen.groupby(["task", "mode"]).agg(out_of_range_pct=("out_of_range_pct", "mean"), end_rate=("emitted_end", "mean"))
+        gen = gen.assign(violations=gen["out_of_range"] + gen["wrong_slot"])
+        stats = gen.groupby(["task", "mode"]).agg(violations=("violations", "sum"), tokens=("n_generated", "sum"),
+                                                  end_rate=("emitted_end", "mean"))
+        stats["violation_pct"] = 100 * stats["violations"] / stats["tokens"].clip(lower=1)
         fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-        stats["out_of_range_pct"].plot.bar(ax=axes[0], title="out-of-range tokens (%)")
+        stats["violation_pct"].plot.bar(ax=axes[0], title="tokens out of range or in the wrong slot (%)")
         stats["end_rate"].plot.bar(ax=axes[1], title="end token emitted (share)", ylim=(0, 1))
         out["generation"] = _figure_png(fig)
     prints = {t: f for t, f in tables["fingerprint"].items()}
@@ -211,21 +420,30 @@ table.t{border-collapse:collapse;font-size:13px;margin:.5em 0}table.t td,table.t
 .PASS{background:#d7f5d7}.FAIL{background:#f8d0d0}.WARN{background:#fbeec1}.SKIP{background:#e6e6e6}
 .verdict{font-weight:bold;padding:2px 8px;border-radius:4px}.grid{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0}figcaption{font-size:11px;color:#555}img.px{width:96px;height:96px;image-rendering:pixelated}
-pre{background:#f6f6f6;padding:6px;font-size:12px;white-space:pre-wrap}"""
+pre{background:#f6f6f6;padding:6px;font-size:12px;white-space:pre-wrap}
+ul.reasons li{color:#8a1f1f}ul.notes li{color:#555}p.prov{font-size:12px;color:#555}td ul{margin:0;padding-left:1em}"""
+
+
+def _lines(items: Sequence[str], cls: str = "") -> str:
+    return f"<ul class='{cls}'>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>" if items else ""
 
 
 def render_html(report: Mapping[str, Any], audit: pd.DataFrame | None = None,
                 dynamics: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> str:
     tables = report["tables"]
-    plots = _plots(tables)
+    thresholds = {k: v for g in report["gates"] for k, v in g["thresholds"].items()}
+    plots = _plots(tables, thresholds)
     rows = "".join(
-        f"<tr><td>{g['gate']}</td><td>{html.escape(g['question'])}</td><td><span class='verdict {g['verdict']}'>{g['verdict']}</span></td>"
-        f"<td>{html.escape(g['detail'] or '')}</td><td>{html.escape(g['fix'] or '')}</td></tr>" for g in report["gates"])
+        f"<tr><td><a href='#{g['gate']}'>{g['gate']}</a></td><td>{html.escape(g['question'])}</td>"
+        f"<td><span class='verdict {g['verdict']}'>{g['verdict']}</span></td>"
+        f"<td>{_lines(g['reasons'])}</td><td>{html.escape(g['fix'] or '')}</td></tr>" for g in report["gates"])
     sections = []
     for g in report["gates"]:
-        body = f"<pre>{html.escape(json.dumps(g['values'], indent=1, default=str))}</pre>"
+        body = _lines(g["reasons"], "reasons") + _lines(g["notes"], "notes")
+        body += f"<pre>{html.escape(json.dumps(g['values'], indent=1, default=str))}</pre>"
         body += f"<p>thresholds: <code>{html.escape(json.dumps(g['thresholds'], default=str))}</code></p>"
-        body += "<p>evidence: " + ", ".join(f"<code>{html.escape(e)}</code>" for e in g["evidence"]) + "</p>"
+        body += "<p>evidence: " + ", ".join(f"<code>{html.escape(e)}</code>" for e in g["evidence"][:12]) + (
+            f" and {len(g['evidence']) - 12} more" if len(g["evidence"]) > 12 else "") + "</p>"
         extra = {"P0.2": ["generation"], "P1.1": [], "P0.4": ["losses", "win_rates"], "P1.2": [],
                  "P1.3": ["audio_fingerprints", "image_fingerprints"]}.get(g["gate"], [])
         body += "".join(plots.get(name, "") for name in extra)
@@ -236,34 +454,56 @@ def render_html(report: Mapping[str, Any], audit: pd.DataFrame | None = None,
                     dupes[["sample_id", "duplicate_of", "near_duplicate"]].head(20))
         if g["gate"] == "P0.3":
             body += _media(tables)
+        if g["gate"] == "TD" and dynamics is not None:
+            body += _dynamics(*dynamics)
         sections.append(f"<h2 id='{g['gate']}'>{g['gate']} <span class='verdict {g['verdict']}'>{g['verdict']}</span> "
                         f"{html.escape(g['question'])}</h2>{body}")
     if audit is not None:
         sections.append("<h2>Length audit</h2><p>Expected lengths from the golden meta, and the share of samples a fixed "
                         "generation limit would have truncated.</p>" + _table(audit))
-    if dynamics is not None:
-        import matplotlib.pyplot as plt
-
-        log, summary = dynamics
-        metrics = [m for m in summary["metric"]]
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3))
-        for m in metrics:
-            (axes[1] if "norm" in m else axes[0]).plot(log["step"], log[m], label=m)
-        axes[0].set_title("task losses"), axes[1].set_title("norms"), axes[0].legend(), axes[1].legend()
-        sections.append("<h2>Training dynamics</h2>" + _table(summary) + _figure_png(fig))
+    assessment = report.get("assessment") or {}
+    lines = "".join(f"<li><b>{html.escape(k.replace('_', ' ').capitalize())}</b>: {html.escape(v)}</li>"
+                    for k, v in assessment.items())
+    note = f" ({html.escape(report['overall_note'])})" if report.get("overall_note") else ""
+    prov = report.get("provenance") or {}
+    prov_line = ", ".join(f"{k}: {html.escape(str(v))}" for k, v in prov.items() if not isinstance(v, (dict, list)))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>mmgate {html.escape(report['checkpoint'])}</title>"
             f"<style>{CSS}</style></head><body><h1>mmgate gate report: {html.escape(report['checkpoint'])}</h1>"
-            f"<p>Overall: <b>{html.escape(report['overall'])}</b> (valid trial: every P0 gate passes; ready to promote: "
-            f"every P1 gate too)</p><table class=t><tr><th>gate</th><th>question</th><th>verdict</th><th>detail</th>"
+            f"<p class=prov>{prov_line}</p>"
+            f"<p>Overall: <b>{html.escape(report['overall'])}</b>{note} (valid trial: every P0 gate passes; ready to "
+            f"promote: no P1 or TD gate fails and no verdict rests on too few samples)</p><ul>{lines}</ul>"
+            f"<table class=t><tr><th>gate</th><th>question</th><th>verdict</th><th>reasons</th>"
             f"<th>fix</th></tr>{rows}</table>{''.join(sections)}</body></html>")
+
+
+def _dynamics(log: pd.DataFrame, summary: pd.DataFrame) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    for m in summary["metric"]:
+        (axes[1] if "norm" in m else axes[0]).plot(log["step"], pd.to_numeric(log[m], errors="coerce"), label=m)
+    for ax, title in zip(axes, ("task losses", "norms")):
+        ax.set_title(title), ax.set_xlabel("step")
+        if ax.lines:
+            ax.legend(fontsize=8)
+    return _table(summary) + _figure_png(fig)
 
 
 # --------------------------------------------------------------------------------------------- trend
 
 def trend_rows(gates_json: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Long-form metrics of one checkpoint: (checkpoint, step, gate, task, metric, value, verdict)."""
-    rows = []
+    """Long-form metrics of one checkpoint: (checkpoint, step, gate, task, metric, value, verdict).
+
+    Every gate has a `verdict` row (value empty), and `overall` one, so a checkpoint whose gates
+    have no numbers (a P0.1 failure skips the rest) still shows in the trend.
+    """
+    base = {"checkpoint": gates_json["checkpoint"], "step": gates_json.get("step")}
+    rows = [{**base, "gate": "overall", "task": G.ALL, "metric": "verdict", "value": None, "verdict": gates_json["overall"]}]
     for gate in gates_json["gates"]:
+        rows.append({**base, "gate": gate["gate"], "task": G.ALL, "metric": "verdict", "value": None, "verdict": gate["verdict"]})
         for task, values in gate["values"].items():
             if not isinstance(values, dict):
                 continue
@@ -283,11 +523,6 @@ def build_trend(gate_files: list[str | Path]) -> pd.DataFrame:
     return frame.sort_values(["step", "checkpoint", "gate", "task", "metric"], na_position="first").reset_index(drop=True)
 
 
-TREND_METRICS = [("P1.1", "end_rate"), ("P0.2", "free_out_of_range_pct"), ("P0.3", "decode_success_rate"),
-                 ("P0.4", "win_rate_shuffled"), ("P0.4", "delta_empty"), ("P0.4", "mean_loss_correct"),
-                 ("P1.2", "delta_noise"), ("P1.3", "unique_ratio")]
-
-
 def render_trend_html(trend: pd.DataFrame) -> str:
     import matplotlib
 
@@ -297,7 +532,7 @@ def render_trend_html(trend: pd.DataFrame) -> str:
     figures = []
     order = trend.drop_duplicates("checkpoint")[["checkpoint", "step"]]
     x_labels = order["checkpoint"].tolist()
-    for gate, metric in TREND_METRICS:
+    for gate, metric in [(spec.id, m) for spec in G.REGISTRY for m in spec.trend_metrics]:
         part = trend[(trend["gate"] == gate) & (trend["metric"] == metric)]
         if part.empty:
             continue
@@ -307,7 +542,8 @@ def render_trend_html(trend: pd.DataFrame) -> str:
             ax.plot(range(len(x_labels)), rows["value"], marker="o", label=task)
         ax.set_xticks(range(len(x_labels)), x_labels, rotation=30), ax.set_title(f"{gate} {metric}"), ax.legend(fontsize=8)
         figures.append(_figure_png(fig))
-    verdicts = trend.drop_duplicates(["checkpoint", "gate"]).pivot(index="checkpoint", columns="gate", values="verdict")
+    verdicts = trend[trend["metric"] == "verdict"].pivot(index="checkpoint", columns="gate", values="verdict")
+    verdicts = verdicts[[c for c in ("overall", *G.GATE_IDS) if c in verdicts] + [c for c in verdicts if c not in G.GATE_IDS + ("overall",)]]
     return (f"<!doctype html><html><head><meta charset=utf-8><title>mmgate trend</title><style>{CSS}</style></head><body>"
             f"<h1>mmgate: gates across checkpoints</h1>{_table(verdicts.reindex(x_labels).reset_index())}"
             f"<div class=grid>{''.join(figures)}</div></body></html>")

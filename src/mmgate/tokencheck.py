@@ -9,7 +9,7 @@ artifact; any mismatch fails the job before GPU work, with a table that says wha
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -193,7 +193,7 @@ def failure_message(frame: pd.DataFrame, ckpt_name: str, evidence: str | Path) -
     lines = [
         f"P0.1 token-space check FAILED for checkpoint {ckpt_name!r}: {len(bad)} of {len(frame)} artifacts disagree "
         "with token_space.json, so generated ids would not mean what the decoders and the golden set assume. "
-        f"No GPU job runs for this checkpoint until this is fixed. Every row is in {evidence}.",
+        f"No GPU job runs for this checkpoint until this is fixed; its report says P0.1 FAIL. Every row is in {evidence}.",
         "",
         table.to_string(max_colwidth=60),
         "",
@@ -207,3 +207,25 @@ def failure_message(frame: pd.DataFrame, ckpt_name: str, evidence: str | Path) -
 def raise_on_mismatch(frame: pd.DataFrame, ckpt_name: str, evidence: str | Path) -> None:
     if not frame["match"].astype(bool).all():
         raise TokenSpaceMismatch(failure_message(frame, ckpt_name, evidence))
+
+
+def raise_on_any_mismatch(checks: Mapping[str, pd.DataFrame]) -> None:
+    """One error listing every checkpoint's mismatches (`checks`: check.parquet path -> its rows)."""
+    failed = [failure_message(frame, _ckpt_of(path), path)
+              for path, frame in checks.items() if not frame["match"].astype(bool).all()]
+    if failed:
+        raise TokenSpaceMismatch("\n\n".join(failed))
+
+
+def _ckpt_of(path: str | Path) -> str:
+    parent = Path(path).parent.name
+    return parent.split("=", 1)[1] if "=" in parent else parent
+
+
+def require_p01(check_path: str | Path) -> None:
+    """Refuse GPU work for a checkpoint whose token-space check failed (e.g. a target asked for by hand)."""
+    from .io import read_parquet
+
+    frame = read_parquet(check_path)
+    if not frame["match"].astype(bool).all():
+        raise TokenSpaceMismatch(failure_message(frame, _ckpt_of(check_path), check_path))

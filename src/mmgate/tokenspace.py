@@ -37,11 +37,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .errors import TokenSpaceError
+from .tasks import READ_TASKS, TASK_MODALITY, WRITE_TASKS  # noqa: F401  (re-exported)
 
 LAYOUTS = ("frame_major", "codebook_major")
-TASK_MODALITY = {"t2a": "audio", "a2t": "audio", "t2i": "image", "i2t": "image"}
-WRITE_TASKS = ("t2a", "t2i")
-READ_TASKS = ("a2t", "i2t")
 _TOP_KEYS = {"schema_version", "vocab_size", "special_tokens", "ranges", "modalities", "meta"}
 _MODALITY_KEYS = {"ranges", "start_token", "end_token", "pad_token", "layout", "codec", "meta"}
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")

@@ -45,5 +45,6 @@ rule ablation_summary:
         runtime=10,
     params:
         settings=config["ablation"],
+        min_n=config["gates"]["min_n"],
     script:
         "../scripts/ablation_summary.py"

@@ -1,3 +1,4 @@
+import functools
 import math
 import sys
 from pathlib import Path
@@ -13,15 +14,15 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from mmgate.checkpoints import discover_checkpoints
 from mmgate.config import expand_paths, validate_config
 from mmgate.demo import DEMO_FILES
+from mmgate.io import read_parquet
+from mmgate.report import report_inputs as _report_inputs
+from mmgate.tasks import MODES, READ_TASKS, TASKS, WRITE_TASKS
 
 _validated = validate_config(config, source="config (config/config.yaml + --config)")
 config.clear()
 config.update(_validated)
 
 ENV = "../../envs/mmgate.yaml"
-WRITE_TASKS = ["t2a", "t2i"]
-READ_TASKS = ["a2t", "i2t"]
-MODES = ["free", "constrained"]
 DEMO = config["demo"]["build"]
 DEMO_DIR = config["demo"]["dir"]
 MARKER = config["completion_marker"]
@@ -29,9 +30,9 @@ MARKER = config["completion_marker"]
 
 wildcard_constraints:
     ckpt="[A-Za-z0-9._-]+",
-    task="t2a|t2i|a2t|i2t",
-    write_task="t2a|t2i",
-    mode="free|constrained",
+    task="|".join(TASKS),
+    write_task="|".join(WRITE_TASKS),
+    mode="|".join(MODES),
     shard="[0-9]{3}",
 
 
@@ -72,13 +73,18 @@ def stage3_marker():
     return [str(Path(init) / MARKER)] if init and MARKER else []
 
 
+@functools.lru_cache
+def _golden_counts(path, mtime):
+    from mmgate.golden import read_golden
+
+    return read_golden(path)["task"].value_counts().to_dict()
+
+
 def n_samples(task):
-    """Golden-set rows per task, read at parse time (shard counts are fixed before any job runs)."""
+    """Golden-set rows per task, read once per parse (shard counts are fixed before any job runs)."""
     golden = Path(config["golden_set"])
     if golden.exists():
-        from mmgate.golden import read_golden
-
-        return int((read_golden(golden)["task"] == task).sum())
+        return int(_golden_counts(str(golden), golden.stat().st_mtime).get(task, 0))
     if DEMO:
         return config["demo"]["golden_per_task"]
     raise WorkflowError(
@@ -109,20 +115,15 @@ def stage3_dir(wildcards):
     return config.get("stage3_init")
 
 
+def p01_passed(ckpt):
+    """Whether the checkpoint passed P0.1 (its check table exists once the Snakemake checkpoint ran)."""
+    check = checkpoints.token_space.get(ckpt=ckpt).output[0]
+    return bool(read_parquet(check)["match"].all())
+
+
 def report_inputs(wildcards):
-    ckpt = wildcards.ckpt
-    inputs = {"check": f"results/token_space/ckpt={ckpt}/check.parquet"}
-    for task in WRITE_TASKS:
-        for mode in MODES:
-            inputs[f"generate_{task}_{mode}"] = expand(
-                f"results/generate/ckpt={ckpt}/task={task}/mode={mode}/part-{{shard}}.parquet",
-                shard=shards(task),
-            )
-        inputs[f"fingerprint_{task}"] = (
-            f"results/fingerprint/ckpt={ckpt}/task={task}/collapse.parquet"
-        )
-    for task in WRITE_TASKS + READ_TASKS:
-        inputs[f"ablate_{task}"] = (
-            f"results/ablate/ckpt={ckpt}/task={task}/summary.parquet"
-        )
+    """Exactly the files the report reads; after a P0.1 failure, only the token-space check."""
+    by_task = {task: shards(task) if n_samples(task) else [] for task in TASKS}
+    inputs = _report_inputs(wildcards.ckpt, by_task, p01_passed(wildcards.ckpt))
+    inputs["golden"] = [config["golden_set"]]
     return inputs

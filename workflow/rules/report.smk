@@ -21,13 +21,13 @@ rule report:
         mem_mb=4000,
         runtime=10,
     params:
-        results=lambda wildcards, input: str(Path(input.check).parents[2]),
         ckpt_dir=ckpt_dir,
         thresholds=config["gates"],
         length_limits=config["report"]["length_limits"],
         training_log=lambda wildcards: config["report"]["training_log"],
-        golden=config["golden_set"],
         token_space=config["token_space"],
+        decoders=config["decoders"],
+        config=config,
     script:
         "../scripts/report.py"
 

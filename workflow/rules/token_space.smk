@@ -1,3 +1,6 @@
+# P0.1: the token space must be the same everywhere before any GPU work.
+
+
 rule token_space_stage2:
     input:
         token_space=config["token_space"],
@@ -15,7 +18,9 @@ rule token_space_stage2:
         "../scripts/token_space_stage2.py"
 
 
-rule token_space:
+# A checkpoint (in Snakemake's sense): the report of a checkpoint that fails P0.1 is planned from
+# this table alone, so no GPU job runs for it, and its gates.json still says why.
+checkpoint token_space:
     input:
         token_space=config["token_space"],
         stage2="results/token_space/stage2.parquet",

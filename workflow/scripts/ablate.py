@@ -7,10 +7,12 @@ from mmgate.ablation import AblationSettings, ablate_shard
 from mmgate.golden import load_golden
 from mmgate.io import provenance, write_parquet
 from mmgate.scripting import run
+from mmgate.tokencheck import require_p01
 from mmgate.tokenspace import TokenSpace
 
 
 def main(smk, log):
+    require_p01(smk.input.check)
     torch.set_num_threads(smk.threads)
     space = TokenSpace.load(smk.input.token_space)
     frame, meta = ablate_shard(

@@ -11,7 +11,7 @@ from mmgate.scripting import run
 def main(smk, log):
     settings = AblationSettings.from_config(smk.params.settings)
     frame = pd.concat([read_parquet(p) for p in smk.input], ignore_index=True)
-    summary = summarize(frame, smk.wildcards.task, settings.min_n, settings.bootstrap_reps, settings.seed)
+    summary = summarize(frame, smk.wildcards.task, smk.params.min_n, settings.bootstrap_reps, settings.seed)
     for row in summary.itertuples():
         log.info("%s %s: N=%d delta %.3f [%.3f, %.3f], win rate %.2f [%.2f, %.2f]%s", smk.wildcards.task, row.condition, row.n,
                  row.delta, row.delta_ci_low, row.delta_ci_high, row.win_rate, row.win_rate_ci_low,

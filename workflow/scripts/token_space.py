@@ -1,12 +1,10 @@
-"""P0.1 for one checkpoint: write check.parquet, or fail naming every mismatch."""
-
-from pathlib import Path
+"""P0.1 for one checkpoint: write check.parquet, pass or fail; a failure is logged as one table."""
 
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 
 from mmgate.io import provenance, read_parquet, write_parquet
 from mmgate.scripting import run
-from mmgate.tokencheck import check_checkpoint, raise_on_mismatch
+from mmgate.tokencheck import check_checkpoint, failure_message
 from mmgate.tokenspace import TokenSpace
 
 
@@ -22,16 +20,14 @@ def main(smk, log):
         base=smk.params.base,
         trust_remote_code=smk.params.trust_remote_code,
     )
-    output = Path(smk.output[0])
-    # Snakemake deletes a failed job's outputs; the evidence of a failure is kept beside them.
-    failed = output.with_name("check.failed.parquet")
     meta = provenance("token_space", space.sha256, checkpoint=ckpt, checkpoint_dir=str(smk.params.ckpt_dir))
-    if not frame["match"].all():
-        write_parquet(frame, failed, meta)
-        raise_on_mismatch(frame, ckpt, failed)
-    failed.unlink(missing_ok=True)
-    write_parquet(frame, output, meta)
-    log.info("P0.1 PASS for %s: %d artifacts agree with %s", ckpt, len(frame), smk.input.token_space)
+    # Written pass or fail: the report turns a failure into P0.1 FAIL (every other gate SKIP) and
+    # no GPU job is planned for this checkpoint; `snakemake check_token_space` exits non-zero.
+    write_parquet(frame, smk.output[0], meta)
+    if frame["match"].all():
+        log.info("P0.1 PASS for %s: %d artifacts agree with %s", ckpt, len(frame), smk.input.token_space)
+    else:
+        log.error("%s", failure_message(frame, ckpt, smk.output[0]))
 
 
 run(snakemake, main)
