@@ -269,7 +269,7 @@ def test_a_shrunken_golden_set_gives_verdicts_on_the_new_samples_only(complete_r
     workdir, config, data = complete_run
     shutil.copytree(workdir / "results", tmp_path / "results")  # part-001 of every task is now stale
     golden = read_golden(data / "golden.parquet")
-    small = golden.groupby("task").head(10).reset_index(drop=True)
+    small = golden[golden["task"] != "i2t"].groupby("task").head(10).reset_index(drop=True)  # and no i2t at all
     write_parquet(small, tmp_path / "golden.parquet", {})
     changed = yaml.safe_load(config.read_text())
     changed["golden_set"] = str(tmp_path / "golden.parquet")
@@ -282,4 +282,38 @@ def test_a_shrunken_golden_set_gives_verdicts_on_the_new_samples_only(complete_r
     for gate in ("P0.2", "P0.3", "P1.1", "P1.3"):
         assert {task: v["n"] for task, v in gates[gate]["values"].items()} == {"t2a": 10, "t2i": 10}, gate
     assert gates["P1.2"]["verdict"] == "WARN" and any("n=10 < min_n=256" in r for r in gates["P1.2"]["reasons"])
+    assert gates["P1.2"]["values"]["i2t"] == "SKIP: task absent from the golden set"
     assert report["overall"] != "ready to promote"
+
+
+def parquet_mtimes(root):
+    return {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*.parquet")}
+
+
+@pytest.mark.slow
+def test_a_duplicate_sample_id_stops_the_run_before_any_job_and_deletes_nothing(complete_run, tmp_path):
+    from mmgate.golden import read_golden
+    from mmgate.io import write_parquet
+
+    workdir, config, data = complete_run
+    golden = read_golden(data / "golden.parquet")
+    write_parquet(pd.concat([golden, golden.iloc[[3]]], ignore_index=True), tmp_path / "golden.parquet", {})
+    changed = yaml.safe_load(config.read_text())
+    changed["golden_set"] = str(tmp_path / "golden.parquet")
+    path = tmp_path / "dup.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    before = parquet_mtimes(workdir)
+    for extra in (["-n"], ["--cores", "2", "--keep-going"]):
+        proc = snakemake(*extra, "-d", str(workdir), "--configfile", str(path), check=False)
+        assert proc.returncode != 0 and "duplicate sample_id" in proc.stdout + proc.stderr
+    assert parquet_mtimes(workdir) == before
+
+
+@pytest.mark.slow
+def test_rerunning_p01_with_the_same_result_reruns_no_gpu_job(complete_run):
+    workdir, config, data = complete_run
+    shard = data / "stage2" / "part-000.parquet"
+    shard.touch()  # e.g. a fixed Stage-2 glob: the check reruns, and passes as before
+    proc = snakemake("--cores", "2", "-d", str(workdir), "--configfile", str(config))
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M))
+    assert {"token_space_stage2", "token_space"} <= ran and not {"generate", "ablate", "decode"} & ran, ran

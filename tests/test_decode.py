@@ -64,6 +64,40 @@ def test_plugin_decoder_is_named_by_module_and_function():
     assert [im.size for im in decoder.decode(np.zeros((3, 16), dtype=int), 48)] == [(48, 48)] * 3
 
 
+TONE = {"backend": "plugin", "function": "mmgate.demo:tone_codec", "sample_rate": 24000, "hop_length": 320,
+        "n_codebooks": 4, "codebook_size": 1024}
+
+
+def test_audio_plugin_decoder_calls_the_function_with_codes_and_declares_its_format():
+    decoder = build_decoder("audio", TONE)
+    wav = decoder.decode(torch.randint(0, 1024, (2, 4, 10)))
+    assert (decoder.sample_rate, decoder.channels, decoder.hop_length) == (24000, 1, 320)
+    assert wav.shape == (2, 1, 3200) and wav.dtype == torch.float32
+
+
+def test_audio_plugin_needs_its_format_declared():
+    with pytest.raises(Exception, match=r"decoders.audio \(backend plugin\): set \['sample_rate'\]"):
+        build_decoder("audio", {**TONE, "sample_rate": 0})
+
+
+def test_tone_codec_decodes_the_same_codes_alike_and_other_codes_apart():
+    from mmgate.fingerprint import waveform_correlation
+
+    decoder = build_decoder("audio", TONE)
+    codes = torch.randint(0, 1024, (2, 4, 20))
+    wav, shorter = decoder.decode(codes), decoder.decode(codes[:1, :, :12])  # the same music, 12 of its 20 frames
+    corr = waveform_correlation([wav[0, 0].numpy(), shorter[0, 0].numpy(), wav[1, 0].numpy()])
+    assert corr[0, 1] == pytest.approx(1.0) and abs(corr[0, 2]) < 0.5
+
+
+def test_random_encodec_decodes_different_codes_to_nearly_the_same_sound(encodec):
+    """Why the demo decodes audio with the tone codec: P1.3 would rightly call these outputs identical."""
+    from mmgate.fingerprint import waveform_correlation
+
+    wav = encodec.decode(torch.randint(0, 1024, (2, 4, 30)))
+    assert waveform_correlation([wav[0, 0].numpy(), wav[1, 0].numpy()])[0, 1] > 0.9
+
+
 def test_unknown_backend_option_names_the_key():
     with pytest.raises(Exception, match=r"decoders.image: unknown option\(s\) \['pth'\]"):
         build_decoder("image", {**JANUS, "pth": "x"})

@@ -217,6 +217,16 @@ def test_p13_names_the_collapse_it_finds_and_gives_its_own_fix(change, kind, rea
     assert gate.fixes == [G.spec_of("P1.3").fixes[kind]]
 
 
+def test_p13_judges_repetition_loops_on_audio_only():
+    assert judge("P1.3", {"collapse": {"t2i": collapse_row(loop_share=0.3)}}).verdict == G.PASS
+
+
+def test_p13_blames_the_decoder_when_distinct_codes_decode_alike():
+    gate = judge("P1.3", {"collapse": {"t2a": collapse_row(unique_ratio=0.004, unique_outputs=1, unique_code_ratio=1.0)}})
+    assert gate.verdict == G.FAIL and "their codes are distinct (unique_code_ratio 1)" in gate.reasons[0]
+    assert gate.fixes == [G.spec_of("P1.3").fixes["decoder_alike"]]
+
+
 # Registry, overall, JSON ---------------------------------------------------------------------------------
 
 def test_a_task_missing_from_the_golden_set_is_skipped_not_failed():

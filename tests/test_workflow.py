@@ -256,8 +256,9 @@ def test_demo_report_verdicts_for_good_and_deaf(reported):
     deaf = json.loads((reported / "results/report/ckpt=deaf/gates.json").read_text())
     verdicts = {g["gate"]: g["verdict"] for g in good["gates"]}
     # good writes some text tokens in free mode (a few %): valid only with constrained decoding
+    # and its logged a2t loss jumps at the last step (0.04 -> 0.10): a TD warning, which does not block promotion
     assert verdicts == {"P0.1": "PASS", "P0.2": "WARN", "P0.3": "PASS", "P0.4": "PASS", "P1.1": "PASS", "P1.2": "PASS",
-                        "P1.3": "PASS", "TD": "PASS"}, good["gates"]
+                        "P1.3": "PASS", "TD": "WARN"}, good["gates"]
     assert good["overall"] == "ready to promote" and good["overall_note"] == "valid only with constrained decoding"
     deaf_gates = {g["gate"]: g for g in deaf["gates"]}
     assert deaf_gates["P0.4"]["verdict"] == "FAIL" and deaf_gates["P1.2"]["verdict"] == "FAIL" and deaf["overall"] == "not valid"

@@ -253,7 +253,36 @@ class PluginImageDecoder:
         return list(self.fn(codes, proc_size))
 
 
-AUDIO_BACKENDS = {"encodec": EncodecPackageDecoder, "transformers_encodec": TransformersEncodecDecoder}
+@dataclass
+class PluginAudioDecoder:
+    """A user function `package.module:function(codes [B, K, T] LongTensor) -> waveforms [B, C, T * hop_length]`
+    (tensor or array in [-1, 1]) at a declared sample rate: for codecs mmgate does not ship
+    (SpeechTokenizer, DAC, SNAC, WavTokenizer). A one-argument callable of your codec, wrapped in a
+    small module, is all it takes."""
+
+    function: str = ""
+    sample_rate: int = 0
+    channels: int = 1
+    hop_length: int = 0
+    n_codebooks: int = 0
+    codebook_size: int = 0
+    fn: Callable[..., Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        missing = [k for k in ("sample_rate", "hop_length", "n_codebooks", "codebook_size") if getattr(self, k) <= 0]
+        if missing:
+            raise ConfigError(f"decoders.audio (backend plugin): set {missing} to your codec's values (positive integers)")
+        self.fn = load_callable(self.function, "decoders.audio.function")
+
+    def decode(self, codes: Any) -> Any:
+        import torch
+
+        out = self.fn(codes)
+        return (out if isinstance(out, torch.Tensor) else torch.as_tensor(np.asarray(out))).float().cpu()
+
+
+AUDIO_BACKENDS = {"encodec": EncodecPackageDecoder, "transformers_encodec": TransformersEncodecDecoder,
+                  "plugin": PluginAudioDecoder}
 IMAGE_BACKENDS = {"vqvae": VQVAEDecoder, "seed": SeedDecoder, "plugin": PluginImageDecoder}
 
 

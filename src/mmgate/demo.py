@@ -371,6 +371,30 @@ DEMO_FILES = (
 )
 
 
+TONE_SAMPLE_RATE, TONE_HOP = 24000, 320  # the token space's codec: 24 kHz, 75 frames/s
+
+
+def tone_codec(codes: Any) -> np.ndarray:
+    """The demo's audio decoder, a deterministic tone codec: codes [B, K, T] -> waveforms [B, 1, T * 320] at 24 kHz.
+
+    Each code of codebook k is a pitch (a semitone over four octaves from 110 Hz, times k + 1), held
+    for its frame with a continuous phase, so different codes sound different and the same codes
+    sound the same: unlike a random-weight EnCodec, which decodes every input to nearly the same
+    sound, its outputs let silence, noise, loop and duplicate detection be judged on real signals.
+
+        >>> import numpy as np
+        >>> tone_codec(np.zeros((1, 4, 3), dtype=np.int64)).shape
+        (1, 1, 960)
+    """
+    codes = np.asarray(codes.cpu() if hasattr(codes, "cpu") else codes, dtype=np.int64)  # [B, K, T]
+    batch, k, frames = codes.shape
+    pitch = 110.0 * 2.0 ** ((codes % 48) / 12.0) * (np.arange(k)[None, :, None] + 1)  # [B, K, T] Hz
+    per_sample = np.repeat(pitch, TONE_HOP, axis=2)  # [B, K, T * hop]
+    phase = 2 * np.pi * np.cumsum(per_sample / TONE_SAMPLE_RATE, axis=2)
+    wave = (np.sin(phase) * (0.5 / k)).sum(axis=1, keepdims=True)  # [B, 1, S]
+    return wave.astype(np.float32)
+
+
 def _write_hash_file(path: Path, digest: str, bare: bool) -> None:
     from .io import write_text
 

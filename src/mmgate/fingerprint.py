@@ -180,8 +180,8 @@ def collapse(frame: pd.DataFrame, tokens: list[np.ndarray], settings: Fingerprin
              waveforms: list[np.ndarray | None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Mark identical and near-duplicate outputs across prompts; returns (frame with columns, summary).
 
-    Near-duplicates: token agreement over the common prefix, image hash distance, or (audio)
-    waveform correlation over the shared duration. `unique_outputs` counts groups of outputs
+    Near-duplicates: identical tokens, token agreement over the common prefix, image hash
+    distance, or (audio) waveform correlation over the shared duration. `unique_outputs` counts groups of outputs
     linked by identity or near-duplication, so outputs that are the same music at different
     lengths count once.
     """
@@ -191,16 +191,21 @@ def collapse(frame: pd.DataFrame, tokens: list[np.ndarray], settings: Fingerprin
     keys = [t.tobytes() for t in tokens]
     first: dict[bytes, int] = {}
     group = [first.setdefault(key, i) for i, key in enumerate(keys)]
-    similar = prefix_agreement(tokens) >= settings.near_duplicate_token_agreement if n else np.zeros((0, 0), bool)
+    by_tokens = prefix_agreement(tokens) >= settings.near_duplicate_token_agreement if n else np.zeros((0, 0), bool)
+    for i, g in enumerate(group):
+        if g != i:
+            by_tokens[i, g] = by_tokens[g, i] = True
+    similar = by_tokens.copy()
     if n and "phash" in frame and frame["phash"].notna().any():
         similar |= hash_distances(frame["phash"].tolist()) <= settings.near_duplicate_hash_distance
     if n and waveforms is not None and any(w is not None for w in waveforms):
         similar |= waveform_correlation(waveforms) >= settings.near_duplicate_waveform_correlation
-    linked = similar.copy()
-    for i, g in enumerate(group):
-        if g != i:
-            linked[i, g] = linked[g, i] = True
-    unique = int(connected_components(linked, directed=False)[0]) if n else 0
+    np.fill_diagonal(similar, False)
+
+    def groups(links: np.ndarray) -> int:
+        return int(connected_components(links, directed=False)[0]) if n else 0
+
+    unique = groups(similar)
     near = similar.any(axis=1) if n else np.zeros(0, dtype=bool)
     frame = frame.copy()
     frame["duplicate_of"] = [frame["sample_id"].iloc[g] if g != i else None for i, g in enumerate(group)]
@@ -210,6 +215,9 @@ def collapse(frame: pd.DataFrame, tokens: list[np.ndarray], settings: Fingerprin
         "unique_outputs": unique,
         "identical_groups": len(set(keys)),
         "unique_ratio": unique / n if n else float("nan"),
+        # the same count from the codes alone: when it is high but unique_ratio is low, distinct
+        # codes decode alike (a decoder problem, not a collapsed model)
+        "unique_code_ratio": groups(by_tokens) / n if n else float("nan"),
         "near_duplicate_pairs": int(np.triu(similar, 1).sum()) if n else 0,
         "near_duplicate_share": float(near.mean()) if n else float("nan"),
         "silent_share": float(frame["silent"].mean()) if "silent" in frame and n else float("nan"),

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .settings import FromConfig
-from .tasks import READ_TASKS, WRITE_TASKS
+from .tasks import READ_TASKS, TASK_MODALITY, WRITE_TASKS
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 TIERS = ("P0", "P1", "TD")
@@ -159,6 +159,7 @@ def judge_gate(spec: GateSpec, tables: Mapping[str, Any], t: Thresholds, evidenc
             absent = (tables.get("golden_n") or {}).get(task, None) == 0
             gate.values[task] = "SKIP: task absent from the golden set" if absent else f"SKIP: no {', '.join(missing)} table"
             continue
+        data["task"] = task
         result = spec.judge(data, t)
         n = result.values.get("n")
         if spec.sample_size and result.verdict != SKIP and n is not None and n < t.min_n:
@@ -194,7 +195,8 @@ def evaluate(tables: Mapping[str, Any], thresholds: Thresholds, registry: Sequen
     registry = REGISTRY if registry is None else registry
     gates = []
     for spec in registry:
-        files = sorted({f for name in spec.tables for f in (evidence or {}).get(name, [])})
+        files = sorted({f for name in spec.tables for f in (evidence or {}).get(name, [])
+                        if spec.tasks == (ALL,) or any(f"task={task}" in f for task in spec.tasks)})
         gates.append(judge_gate(spec, tables, thresholds, files))
     p01 = next((g for g in gates if g.gate == "P0.1"), None)
     if p01 is not None and p01.verdict == FAIL:
@@ -503,13 +505,20 @@ def judge_collapse(data: Mapping[str, Any], t: Thresholds) -> Verdict:
     row = {k: (v.item() if hasattr(v, "item") else v) for k, v in data["collapse"].iloc[0].to_dict().items()}
     row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
     verdict = Verdict(row)
-    unique = row.get("unique_ratio")
+    unique, codes = row.get("unique_ratio"), row.get("unique_code_ratio")
     if unique is not None and unique < t.min_unique_ratio:
-        verdict.fail("identical", f"unique_ratio {_f(unique)} < {t.min_unique_ratio}: {row.get('unique_outputs')} distinct outputs "
-                     f"of {row.get('n')}, {row.get('near_duplicate_pairs')} near-duplicate pairs across prompts")
-    for key, limit, kind, what in (("silent_share", t.max_silent_share, "silence", "silent"),
-                                   ("noise_share", t.max_noise_share, "noise", "noise-like (flat spectrum)"),
-                                   ("loop_share", t.max_loop_share, "loops", "caught in a repetition loop")):
+        line = (f"unique_ratio {_f(unique)} < {t.min_unique_ratio}: {row.get('unique_outputs')} distinct outputs of "
+                f"{row.get('n')}, {row.get('near_duplicate_pairs')} near-duplicate pairs across prompts")
+        if codes is not None and codes >= t.min_unique_ratio:
+            verdict.fail("decoder_alike", f"{line}; their codes are distinct (unique_code_ratio {_f(codes)}): the "
+                         "decoder turns different codes into nearly the same output")
+        else:
+            verdict.fail("identical", line)
+    checks = [("silent_share", t.max_silent_share, "silence", "silent"),
+              ("noise_share", t.max_noise_share, "noise", "noise-like (flat spectrum)")]
+    if TASK_MODALITY.get(data.get("task")) == "audio":  # a repeated row of image tokens is often just background
+        checks.append(("loop_share", t.max_loop_share, "loops", "caught in a repetition loop"))
+    for key, limit, kind, what in checks:
         value = row.get(key)
         if value is not None and value > limit:
             verdict.fail(kind, f"{key} {_f(value)} > {limit}: {_f(100 * value)} % of outputs are {what}")
@@ -559,8 +568,8 @@ REGISTRY: list[GateSpec] = [
              thresholds=("min_decode_success", "min_n"), trend_metrics=("decode_success_rate",)),
     GateSpec("P0.4", "Does the model use the prompt?", "P0", ("ablate",), judge_prompt_ablation,
              fixes={"prompt_unused": FORMAT_FIX + " Then give T2A/T2I more weight in the training mix.",
-                    "weak_prompt": FORMAT_FIX + " Then use stronger, more specific prompts in the golden set "
-                                                "(instrument, genre, mood for music)."},
+                    "weak_prompt": "Use stronger, more specific prompts in the golden set (instrument, genre, mood "
+                                   "for music), and check the ablation format as above."},
              thresholds=("win_rate_shuffled", "win_rate_empty", "min_delta_empty", "min_n"),
              trend_metrics=("win_rate_shuffled", "win_rate_empty", "delta_empty", "mean_loss_correct"),
              across_tasks=prompt_ablation_across_tasks),
@@ -575,6 +584,8 @@ REGISTRY: list[GateSpec] = [
     GateSpec("P1.3", "Are outputs alive and distinct?", "P1", ("collapse",), judge_collapse,
              fixes={"identical": "Outputs are the same across prompts: check P0.4 (is the prompt used?) and the sampling "
                                  "settings (temperature, top-k); raise T2A/T2I weight and prompt diversity.",
+                    "decoder_alike": "Distinct codes decode to nearly the same output: check the decoder's weights "
+                                     "(a random-init or mismatched codec ignores its input) before blaming the model.",
                     "silence": "Outputs decode to silence: check the decoder's weights and that generated codes are not "
                                "stuck on one value (codebook_usage in fingerprints.parquet).",
                     "noise": "Outputs sound like noise: first check the decoder (weights, codebook order, sample rate) "

@@ -108,7 +108,7 @@ def load_tables(inputs: Mapping[str, Sequence[str]], golden: pd.DataFrame | None
         frames = []
         for mode, paths in modes.items():
             if paths:
-                part = _read_all(paths).assign(mode=mode)  # hive keys live in the path, not the file
+                part = _read_all(paths).assign(mode=mode, task=task)  # hive keys live in the path, not the file
                 if ids is not None:
                     _same_samples(part, ids[task], f"generate {task}/{mode}", paths)
                 frames.append(part)

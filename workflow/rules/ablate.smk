@@ -3,7 +3,7 @@
 
 rule ablate:
     input:
-        check="results/token_space/ckpt={ckpt}/check.parquet",
+        check=p01_gate,
         token_space=config["token_space"],
         golden=config["golden_set"],
         marker=ckpt_marker,

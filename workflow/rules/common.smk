@@ -75,9 +75,20 @@ def stage3_marker():
 
 @functools.lru_cache
 def _golden_counts(path, mtime):
-    from mmgate.golden import read_golden
+    """Rows per task of the golden set, validated once per parse: a bad row stops the run before
+    any job starts (and so before Snakemake deletes any job's old outputs)."""
+    from mmgate.golden import load_golden, read_golden
+    from mmgate.tokenspace import TokenSpace
 
-    return read_golden(path)["task"].value_counts().to_dict()
+    if Path(config["token_space"]).exists():
+        golden = load_golden(path, TokenSpace.load(config["token_space"]))
+    else:  # the demo builds both; its rule validates them
+        golden = read_golden(path)
+    if golden.empty:
+        raise WorkflowError(
+            f"golden_set {path} has no rows: every gate would be SKIP. Point `golden_set` at your examples."
+        )
+    return golden["task"].value_counts().to_dict()
 
 
 def n_samples(task):
@@ -119,6 +130,15 @@ def p01_passed(ckpt):
     """Whether the checkpoint passed P0.1 (its check table exists once the Snakemake checkpoint ran)."""
     check = checkpoints.token_space.get(ckpt=ckpt).output[0]
     return bool(read_parquet(check)["match"].all())
+
+
+def p01_gate(wildcards):
+    """Runs P0.1 first. Its table is a gate, not data: once passed it is no input (re-running the check
+    with the same result reruns no GPU job); after a failure it is, and the job refuses to run.
+    """
+    if p01_passed(wildcards.ckpt):
+        return []
+    return checkpoints.token_space.get(ckpt=wildcards.ckpt).output
 
 
 def report_inputs(wildcards):

@@ -12,7 +12,9 @@ from mmgate.tokenspace import TokenSpace
 
 
 def main(smk, log):
-    require_p01(smk.input.check)
+    check = smk.input.check  # present only when P0.1 failed
+    for path in [check] if isinstance(check, str) else check:
+        require_p01(path)
     torch.set_num_threads(smk.threads)
     space = TokenSpace.load(smk.input.token_space)
     frame, meta = ablate_shard(
