@@ -1,9 +1,7 @@
 # mmgate: verify that an any-to-any token LM checkpoint is a valid generator.
 # `snakemake --cores 2` runs every stage for every complete checkpoint; a new checkpoint adds
 # only its own jobs and the trend. `check_token_space` is P0.1 alone, before any GPU work.
-
-
-configfile: "config/config.yaml"
+# The bundled demo config is used unless --configfile names yours (which replaces it).
 
 
 include: "workflow/rules/common.smk"
@@ -29,3 +27,11 @@ rule check_token_space:
         ENV
     script:
         "workflow/scripts/token_space_verdicts.py"
+
+
+onsuccess:
+    report_skipped()
+
+
+onerror:
+    report_skipped()

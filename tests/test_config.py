@@ -59,7 +59,7 @@ def test_checkpoint_without_its_marker_is_not_picked_up(tmp_path):
     make_ckpt(tmp_path, "checkpoint-2000", complete=False)
     found = discover_checkpoints({}, str(tmp_path / "checkpoint-*"), "COMPLETE")
     assert list(found.checkpoints) == ["checkpoint-1000"]
-    assert "checkpoint-2000" in found.skipped[0] and "completion marker" in found.skipped[0]
+    assert found.skipped == [("checkpoint-2000", str(tmp_path / "checkpoint-2000"), "incomplete")]
 
 
 def test_explicit_map_and_glob_combine(tmp_path):
@@ -69,9 +69,29 @@ def test_explicit_map_and_glob_combine(tmp_path):
     assert sorted(found.checkpoints) == ["checkpoint-500", "init"]
 
 
-def test_explicit_checkpoint_that_does_not_exist_is_skipped_with_a_reason(tmp_path):
+def test_explicit_checkpoint_that_does_not_exist_is_reported_missing(tmp_path):
     found = discover_checkpoints({"x": str(tmp_path / "nope")}, None, "COMPLETE")
-    assert found.checkpoints == {} and "does not exist" in found.skipped[0]
+    assert found.checkpoints == {} and found.skipped == [("x", str(tmp_path / "nope"), "missing")]
+
+
+def test_a_key_given_twice_in_a_config_file_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("checkpoints:\n  mine: /a\n  mine: /b\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml, line 3: key 'mine' is given twice \(first on line 2\)"):
+        load_config(path)
+
+
+def test_decoder_settings_are_checked_against_the_token_space(mini_demo):
+    from mmgate.decoders import decoder_config_problems
+
+    config = demo_config()["decoders"]
+    assert decoder_config_problems(config, mini_demo["space"]) == []
+    bad = {**config, "audio": {**config["audio"], "n_codebooks": 8},
+           "image": {"backend": "plugin", "function": "plugins.fake_seed:stripes"}}
+    problems = decoder_config_problems(bad, mini_demo["space"])
+    assert any("decoders.audio.n_codebooks = 8 but the token space's audio has 4" in p for p in problems)
+    assert any("decoders.image.codebook_size = 0 is smaller than the token space's image codebook (512 codes)" in p
+               for p in problems)
 
 
 def test_two_checkpoints_with_one_name_is_an_error(tmp_path):

@@ -46,3 +46,42 @@ def test_unknown_special_token_names_the_template():
 def test_unknown_placeholder_is_rejected():
     with pytest.raises(TemplateError, match=r"unknown placeholder \{promt\}"):
         PromptTemplate("{promt}", WordTokenizer(), SPECIALS)
+
+
+GOOD = {"t2a": "{bos}Generate : {prompt}<aud_start>", "a2t": "{bos}<aud_start>{modality}<aud_end> Caption :"}
+
+
+def validate(**changes):
+    from mmgate.templates import validate_templates
+
+    validate_templates({**GOOD, **changes}, WordTokenizer(), SPECIALS)
+
+
+def test_valid_templates_pass_the_check():
+    validate()
+
+
+def test_a_context_ending_in_eos_is_refused_before_any_job():
+    with pytest.raises(TemplateError, match="templates.a2t: .* contains the end-of-sequence token before its target"):
+        validate(a2t="{bos}<aud_start>{modality}<aud_end> Describe the music:{eos}")
+
+
+def test_a_read_template_without_modality_and_a_write_template_without_prompt_are_refused():
+    with pytest.raises(TemplateError) as err:
+        validate(a2t="{bos}Describe :", t2a="{bos}Generate :<aud_start>")
+    assert "templates.a2t: '{bos}Describe :' has no {modality}" in str(err.value)
+    assert "templates.t2a: '{bos}Generate :<aud_start>' has no {prompt}" in str(err.value)
+
+
+def test_every_bad_template_is_listed_in_one_error():
+    with pytest.raises(TemplateError) as err:
+        validate(t2a="{promt}<aud_start>", a2t="{bos}<unknown>{modality}")
+    assert "unknown placeholder {promt}" in str(err.value) and "'<unknown>'" in str(err.value)
+
+
+def test_special_tokens_the_tokenizer_added_are_known():
+    tok = WordTokenizer()
+    tok.get_added_vocab = lambda: {"<sep>": 9}
+    from mmgate.templates import validate_templates
+
+    validate_templates({"t2a": "{prompt}<sep><aud_start>"}, tok, SPECIALS)

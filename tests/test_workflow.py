@@ -300,3 +300,61 @@ def test_snakemake_report_includes_the_gate_reports(reported):
 
     names = zipfile.ZipFile(out).namelist()
     assert any(n.endswith("report.html") for n in names) and any(n.endswith("trend.html") for n in names)
+
+
+@pytest.fixture
+def user_config(mini_demo, tmp_path):
+    """A user's own config (not the demo's): one checkpoint `mine`, a small golden set, no demo."""
+    from mmgate import demo
+
+    golden = demo.golden_frame(demo.SyntheticWorld(mini_demo["space"], seed=0), 8, seed=1)
+    write_parquet(golden, tmp_path / "golden.parquet", {})
+    bundled = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = {"token_space": str(mini_demo["root"] / "token_space.json"), "golden_set": str(tmp_path / "golden.parquet"),
+              "checkpoints": {"mine": str(mini_demo["ckpt"])}, "completion_marker": None,
+              "stage2": {"shards": []}, "stage3_init": None, "model": {"base": str(mini_demo["stage3"]), "dtype": "float32"},
+              "templates": bundled["templates"], "decoders": bundled["decoders"]}
+
+    def write(**changes):
+        path = tmp_path / "mine.yaml"
+        path.write_text(yaml.safe_dump({**config, **changes}))
+        return path
+
+    return write
+
+
+def test_a_user_configfile_replaces_the_demo_config(user_config, tmp_path):
+    proc = snakemake("-n", "-d", str(tmp_path / "run"), "--configfile", str(user_config()))
+    counts = job_counts(proc.stdout)
+    assert counts["token_space"] == 1 and "demo" not in counts, counts
+    assert "ckpt=mine" in proc.stdout and "ckpt=good" not in proc.stdout and "ckpt=deaf" not in proc.stdout
+
+
+def test_a_missing_explicit_checkpoint_stops_the_run_naming_it(user_config, mini_demo, tmp_path):
+    config = user_config(checkpoints={"mine": str(mini_demo["ckpt"]), "gone": "runs/checkpoint-9"})
+    proc = snakemake("-n", "-d", str(tmp_path / "run"), "--configfile", str(config), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "gone: runs/checkpoint-9" in out and "Relative paths resolve against" in out
+
+
+def test_no_complete_checkpoint_is_an_error_not_an_empty_run(user_config, tmp_path):
+    proc = snakemake("-n", "-d", str(tmp_path / "run"), "--configfile", str(user_config(checkpoints={}, checkpoint_glob=str(tmp_path / "none-*"))),
+                     check=False)
+    assert proc.returncode != 0 and "No complete checkpoint to verify" in proc.stdout + proc.stderr
+
+
+def test_a_decoder_that_does_not_fit_the_token_space_fails_before_any_job(user_config, tmp_path):
+    bundled = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["decoders"]
+    config = user_config(decoders={**bundled, "image": {"backend": "plugin", "function": "plugins.fake_seed:stripes"}})
+    proc = snakemake("-n", "-d", str(tmp_path / "run"), "--configfile", str(config), check=False)
+    assert proc.returncode != 0 and "decoders.image.codebook_size = 0" in proc.stdout + proc.stderr
+
+
+def test_a_duplicate_sample_id_fails_the_dry_run(user_config, tmp_path):
+    from mmgate.io import read_parquet
+
+    golden = read_parquet(tmp_path / "golden.parquet")
+    write_parquet(pd.concat([golden, golden.iloc[[0]]]), tmp_path / "dup.parquet", {})
+    config = user_config(golden_set=str(tmp_path / "dup.parquet"))
+    proc = snakemake("-n", "-d", str(tmp_path / "run"), "--configfile", str(config), check=False)
+    assert proc.returncode != 0 and "duplicate sample_id" in proc.stdout + proc.stderr

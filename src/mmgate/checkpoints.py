@@ -25,7 +25,9 @@ OUTPUT_SUFFIXES = ("lm_head.weight", "embed_out.weight", "output.weight")
 @dataclass(frozen=True)
 class Discovered:
     checkpoints: dict[str, str]
-    skipped: list[str] = field(default_factory=list)  # one human-readable reason per skipped checkpoint
+    # (name, path, "missing" | "incomplete") per checkpoint not picked up: its directory does not
+    # exist, or its completion marker does not yet
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def checkpoint_step(name: str) -> int | None:
@@ -50,7 +52,7 @@ def trainer_step(ckpt_dir: str | Path, name: str) -> int | None:
 def discover_checkpoints(explicit: Mapping[str, str] | None, pattern: str | None, marker: str | None) -> Discovered:
     """Complete checkpoints from an explicit `name: path` map and/or a glob, keyed by name."""
     found: dict[str, str] = {}
-    skipped: list[str] = []
+    skipped: list[tuple[str, str, str]] = []
     candidates = list((explicit or {}).items())
     for path in sorted(globlib.glob(pattern)) if pattern else []:
         if Path(path).is_dir():
@@ -63,9 +65,9 @@ def discover_checkpoints(explicit: Mapping[str, str] | None, pattern: str | None
                 f"config.yaml: two checkpoints are named {name!r} ({found[name]} and {path}); rename one in `checkpoints:`."
             )
         if not Path(path).is_dir():
-            skipped.append(f"{name}: {path} does not exist (yet)")
+            skipped.append((name, str(path), "missing"))
         elif marker and not (Path(path) / marker).exists():
-            skipped.append(f"{name}: {path} has no completion marker {marker!r} yet (still being written?)")
+            skipped.append((name, str(path), "incomplete"))
         else:
             found[name] = str(path)
     return Discovered(found, skipped)

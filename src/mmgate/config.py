@@ -22,6 +22,8 @@ def _fill_defaults(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
     for key, sub in schema.get("properties", {}).items():
         if key not in config and "default" in sub:
             config[key] = copy.deepcopy(sub["default"])
+        elif key not in config and sub.get("type") == "object" and "properties" in sub:
+            config[key] = {}  # a section left out gets its defaults, never another config's values
         if isinstance(config.get(key), dict) and sub.get("type") == "object":
             _fill_defaults(config[key], sub)
 
@@ -50,10 +52,42 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_
     return config
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"{key_node.start_mark.name}, line {key_node.start_mark.line + 1}: key {key!r} is given twice "
+                              f"(first on line {seen[key] + 1}); YAML would silently keep the last one. Remove one.")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """YAML from a file, refusing duplicate keys, with errors that name the file."""
+    path = Path(path)
+    try:
+        loader = _StrictLoader(path.read_text())
+        loader.name = str(path)  # marks (and so errors) name the file
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read the config ({err}).") from err
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path) or {}
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: cannot read the config ({err}).") from err
     return validate_config(raw, source=str(path))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -302,3 +302,39 @@ def build_decoder(modality: str, config: dict[str, Any], device: str = "cpu") ->
         raise ConfigError(f"decoders.{modality}: unknown option(s) {sorted(unknown)} for backend {backend!r}; "
                           f"it takes {sorted(k for k, f in cls.__dataclass_fields__.items() if f.init)}")
     return cls(**options)
+
+
+def decoder_config_problems(decoders: Mapping[str, Any], space: Any) -> list[str]:
+    """What is wrong with `decoders:` for this token space, found when the config is read (no model is built)."""
+    problems = [f"decoders.{name} is missing: the token space has an {name} modality to decode (see "
+                "config/config.yaml for the backends)" for name in ("audio", "image")
+                if name in space.modalities and not isinstance(decoders.get(name), Mapping)]
+    for name, config in decoders.items():
+        if not isinstance(config, Mapping) or name not in space.modalities:
+            continue
+        modality = space.modality(name)
+        backends = AUDIO_BACKENDS if name == "audio" else IMAGE_BACKENDS
+        backend = config.get("backend")
+        cls = backends.get(backend)
+        where = f"decoders.{name}"
+        if cls is None:
+            problems.append(f"{where}.backend = {backend!r}; use one of {sorted(backends)}")
+            continue
+        fields = {k for k, f in cls.__dataclass_fields__.items() if f.init and k != "device"}
+        unknown = sorted(set(config) - fields - {"backend"})
+        if unknown:
+            problems.append(f"{where}: unknown option(s) {unknown} for backend {backend!r}; it takes {sorted(fields)}")
+        defaults = {k: f.default for k, f in cls.__dataclass_fields__.items()}
+        if name == "audio" and "n_codebooks" in fields:
+            k = config.get("n_codebooks", defaults.get("n_codebooks"))
+            if k != modality.n_codebooks:
+                problems.append(f"{where}.n_codebooks = {k} but the token space's audio has {modality.n_codebooks} "
+                                f"codebooks; set it to {modality.n_codebooks}")
+        if "codebook_size" in fields:
+            size = config.get("codebook_size", defaults.get("codebook_size"))
+            if not isinstance(size, int) or size < modality.codebook_size:
+                problems.append(f"{where}.codebook_size = {size!r} is smaller than the token space's {name} codebook "
+                                f"({modality.codebook_size} codes), so codes would be rejected; set it to the decoder's size")
+        if "function" in fields and not config.get("function"):
+            problems.append(f"{where}.function must name 'package.module:function'")
+    return problems

@@ -112,3 +112,41 @@ class PromptTemplate:
                     ids.extend(int(i) for i in modality_ids)
         flush()
         return ids
+
+
+def validate_templates(templates: Mapping[str, str], tokenizer: Any, special_ids: Mapping[str, int]) -> None:
+    """Check every task's template against the tokenizer before any job renders one; one error lists all.
+
+    Besides unknown placeholders and special tokens (resolved from the token space and the
+    tokenizer's added tokens), it refuses templates that would give wrong numbers silently: a
+    context that contains the end-of-sequence token (the target would be scored after the end), a
+    write template without {prompt} (the prompt ablation would compare a prompt with itself) and a
+    read template without {modality} (A2T/I2T would never see the audio or image).
+    """
+    from .tasks import READ_TASKS, WRITE_TASKS
+
+    known = dict(special_ids)
+    added = getattr(tokenizer, "get_added_vocab", lambda: {})()
+    known.update({name: int(i) for name, i in added.items() if name.startswith("<") and name.endswith(">")})
+    problems = []
+    for task, text in templates.items():
+        name = f"templates.{task}"
+        try:
+            template = PromptTemplate(text, tokenizer, known, name=name)
+        except TemplateError as err:
+            problems.append(str(err))
+            continue
+        fields = {p.value for p in template.pieces if p.kind == "field"}
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if eos is not None and any(p.kind == "ids" and int(eos) in p.value for p in template.pieces):
+            problems.append(f"{name}: {text!r} contains the end-of-sequence token before its target, so every target "
+                            "would be scored after the sequence ended. The target's own end token is added by mmgate; "
+                            "remove {eos} from the template.")
+        if task in WRITE_TASKS and "prompt" not in fields:
+            problems.append(f"{name}: {text!r} has no {{prompt}}: generation and the prompt ablation would never see "
+                            "the example's prompt.")
+        if task in READ_TASKS and not template.uses_modality:
+            problems.append(f"{name}: {text!r} has no {{modality}}: the model would caption without the modality tokens.")
+    if problems:
+        raise TemplateError("The prompt templates in the config cannot be used as written:\n  - " + "\n  - ".join(problems)
+                            + "\nFix `templates:` in the config (exactly the formatting the checkpoint was trained with).")

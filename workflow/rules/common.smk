@@ -12,13 +12,21 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from mmgate.checkpoints import discover_checkpoints
-from mmgate.config import expand_paths, validate_config
+from mmgate.config import expand_paths, read_yaml, validate_config
 from mmgate.demo import DEMO_FILES
 from mmgate.io import read_parquet
 from mmgate.report import report_inputs as _report_inputs
 from mmgate.tasks import MODES, READ_TASKS, TASKS, WRITE_TASKS
 
-_validated = validate_config(config, source="config (config/config.yaml + --config)")
+# A user's --configfile replaces the bundled demo config (Snakemake would merge the two, and a
+# config naming only `mine` would also plan the demo's checkpoints and inherit its decoders).
+DEMO_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
+CONFIG_FILES = [str(f) for f in workflow.overwrite_configfiles] or [str(DEMO_CONFIG)]
+for _file in CONFIG_FILES:
+    read_yaml(_file)  # a key given twice is an error (YAML would keep the last)
+if not workflow.overwrite_configfiles:
+    workflow.configfile(str(DEMO_CONFIG))
+_validated = validate_config(config, source=" + ".join(CONFIG_FILES) + " (+ --config)")
 config.clear()
 config.update(_validated)
 
@@ -45,18 +53,65 @@ def _discover():
         config["checkpoints"], config.get("checkpoint_glob"), MARKER
     )
     ckpts = dict(found.checkpoints)
-    for reason in found.skipped:
-        name = reason.split(":", 1)[0]
-        path = config["checkpoints"].get(name)
-        if path and _made_by_demo(path):
+    missing, skipped = [], []
+    for name, path, reason in found.skipped:
+        if name in config["checkpoints"] and _made_by_demo(path):
             ckpts[name] = path  # the demo rule writes it, marker last
+        elif reason == "missing":
+            missing.append(f"  - {name}: {path} (resolved to {Path(path).resolve()})")
         else:
-            print(f"mmgate: skipping checkpoint {reason}", file=sys.stderr)
-    return dict(sorted(ckpts.items()))
+            skipped.append(f"{name}: {path} has no completion marker {MARKER!r} yet")
+    if missing:
+        raise WorkflowError(
+            "These checkpoints in `checkpoints:` do not exist:\n"
+            + "\n".join(missing)
+            + f"\nRelative paths resolve against the working directory ({Path.cwd()}): use absolute "
+            "paths, or run snakemake from the folder they are relative to (or pass -d)."
+        )
+    if not ckpts:
+        raise WorkflowError(
+            "No complete checkpoint to verify: `checkpoints:` and `checkpoint_glob` "
+            f"({config.get('checkpoint_glob')!r}) name none"
+            + (
+                " that has its completion marker yet:\n  - " + "\n  - ".join(skipped)
+                if skipped
+                else "."
+            )
+        )
+    return dict(sorted(ckpts.items())), skipped
 
 
-CHECKPOINTS = _discover()
+CHECKPOINTS, SKIPPED = _discover()
+
+
+def report_skipped():
+    """Said at the end of every run: checkpoints found but not complete yet are not verified."""
+    for line in SKIPPED:
+        print(f"mmgate: not verified yet: {line}", file=sys.stderr)
+
+
 STAGE2_SHARDS = expand_paths(config["stage2"].get("shards"))
+
+
+def _check_inputs():
+    """Everything that can be checked before the first job (Snakemake deletes a job's old outputs
+    before running it, so an error found inside a job costs cached work)."""
+    if not Path(config["token_space"]).exists():
+        return  # the demo rule builds it; elsewhere the token_space job names it
+    from mmgate.decoders import decoder_config_problems
+    from mmgate.tokenspace import TokenSpace
+
+    problems = decoder_config_problems(
+        config.get("decoders", {}), TokenSpace.load(config["token_space"])
+    )
+    if problems:
+        raise WorkflowError(
+            "The decoders section of the config does not fit the token space:\n  - "
+            + "\n  - ".join(problems)
+        )
+    golden = Path(config["golden_set"])
+    if golden.exists():
+        _golden_counts(str(golden), golden.stat().st_mtime)  # validates every row
 
 
 def ckpt_dir(wildcards):
@@ -106,6 +161,9 @@ def n_samples(task):
 def shards(task):
     per_shard = config["sharding"]["samples_per_shard"]
     return [f"{i:03d}" for i in range(max(1, math.ceil(n_samples(task) / per_shard)))]
+
+
+_check_inputs()
 
 
 def token_space_targets():

@@ -40,5 +40,6 @@ checkpoint token_space:
         base=model_base,
         stage3_init=stage3_dir,
         trust_remote_code=config["model"]["trust_remote_code"],
+        templates=config["templates"],
     script:
         "../scripts/token_space.py"

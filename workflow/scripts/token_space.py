@@ -3,7 +3,9 @@
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 
 from mmgate.io import provenance, read_parquet, write_parquet
+from mmgate.loading import load_tokenizer
 from mmgate.scripting import run
+from mmgate.templates import validate_templates
 from mmgate.tokencheck import check_checkpoint, failure_message
 from mmgate.tokenspace import TokenSpace
 
@@ -11,6 +13,9 @@ from mmgate.tokenspace import TokenSpace
 def main(smk, log):
     space = TokenSpace.load(smk.input.token_space)
     ckpt = smk.wildcards.ckpt
+    # Before any GPU job: a template error found there would cost the cached shards it replaces
+    tokenizer = load_tokenizer(smk.params.ckpt_dir, smk.params.base, smk.params.trust_remote_code)
+    validate_templates(smk.params.templates, tokenizer, space.special_tokens)
     frame = check_checkpoint(
         space,
         ckpt,
