@@ -59,3 +59,27 @@ def test_rows_are_read_from_adapter_headers_without_loading(unresized):
 def test_rows_are_read_from_a_bin_adapter(unresized):
     rows = model_rows(unresized["root"] / "adapter_bin", tokenizer_len=None)
     assert rows.embedding_rows == len(unresized["tokenizer"]) and "adapter_model.bin" in rows.embedding_source
+
+
+class RunsCode:
+    """Unpickling this calls a function: what weights_only=True exists to refuse."""
+
+    def __reduce__(self):
+        return (print, ("this ran while loading",))
+
+
+def test_a_pickle_that_would_run_code_is_a_checkpoint_error_with_a_safe_remedy(unresized, tmp_path):
+    import shutil
+
+    from mmgate.checkpoints import tensor_shapes
+    from mmgate.errors import CheckpointError
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(unresized["root"] / "adapter_bin", ckpt)
+    torch.save({"lm_head.weight": torch.zeros(2, 2), "hook": RunsCode()}, ckpt / "adapter_model.bin")
+    for load in (lambda: tensor_shapes(ckpt), lambda: load_model(ckpt, base=str(unresized["root"] / "base"))):
+        with pytest.raises(CheckpointError) as err:
+            load()
+        message = str(err.value)
+        assert "adapter_model.bin" in message or str(ckpt) in message
+        assert "Convert it to safetensors" in message and "do not turn weights_only off" in message

@@ -128,3 +128,46 @@ def test_sha256_is_read_from_bare_and_sha256sum_forms(tmp_path):
 def test_malformed_sha256_file_is_an_error_naming_the_fix():
     with pytest.raises(TokenSpaceError, match="sha256sum token_space.json"):
         parse_sha256_text("not-a-hash", source="x/token_space.sha256")
+
+
+def test_keys_mmgate_does_not_know_are_kept_and_ignored(spec, tmp_path):
+    from mmgate.tokenspace import ignored_keys
+
+    spec["roles"] = {"system": 1}
+    spec["modalities"]["image"]["description"] = "SEED tokens"
+    space = TokenSpace.load(write_space(tmp_path, spec))
+    assert space.vocab_size == 40 and ignored_keys(spec) == ["roles", "modalities.image.description"]
+
+
+def test_a_near_miss_of_a_known_key_is_a_typo(spec, tmp_path):
+    spec["special_token"] = spec.pop("special_tokens")
+    with pytest.raises(TokenSpaceError, match="special_token: unknown key, did you mean 'special_tokens'"):
+        TokenSpace.load(write_space(tmp_path, spec))
+
+
+def test_a_text_range_may_hold_the_special_tokens(spec, tmp_path):
+    spec["ranges"]["TEXT"] = [26, 40]  # text ids after the image codes, the specials (30-34) among them
+    assert TokenSpace.load(write_space(tmp_path, spec)).modality("audio").n_codebooks == 2
+
+
+def test_a_special_token_inside_a_modality_range_is_an_error(spec, tmp_path):
+    spec["special_tokens"]["<aud_end>"] = 12
+    with pytest.raises(TokenSpaceError, match="<aud_end> = 12 lies inside ranges.AUDIO_CB0 .* which modalities.audio writes"):
+        TokenSpace.load(write_space(tmp_path, spec))
+
+
+def test_a_range_used_by_two_modalities_is_an_error(spec, tmp_path):
+    spec["modalities"]["image"]["ranges"] = ["AUDIO_CB0"]
+    with pytest.raises(TokenSpaceError, match="modalities.image and modalities.audio both use ranges.AUDIO_CB0"):
+        TokenSpace.load(write_space(tmp_path, spec))
+
+
+def test_token_space_command_flags_a_stale_sha256_beside_the_file(spec, tmp_path, capsys):
+    from mmgate.cli import main as cli
+
+    path = write_space(tmp_path, spec)
+    (tmp_path / "token_space.sha256").write_text("0" * 64 + "\n")
+    assert cli(["token-space", str(path)]) == 1
+    assert "token_space.sha256 records 000" in capsys.readouterr().err
+    (tmp_path / "token_space.sha256").write_text(TokenSpace.load(path).sha256 + "  token_space.json\n")
+    assert cli(["token-space", str(path)]) == 0

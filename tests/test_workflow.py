@@ -358,3 +358,16 @@ def test_a_duplicate_sample_id_fails_the_dry_run(user_config, tmp_path):
     config = user_config(golden_set=str(tmp_path / "dup.parquet"))
     proc = snakemake("-n", "-d", str(tmp_path / "run"), "--configfile", str(config), check=False)
     assert proc.returncode != 0 and "duplicate sample_id" in proc.stdout + proc.stderr
+
+
+def test_jobs_use_the_library_of_the_workflow_that_launched_them(user_config, tmp_path):
+    import os
+
+    other = tmp_path / "other_site" / "mmgate"  # another mmgate, first on the job's path
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("raise ImportError('the wrong mmgate was imported')\n")
+    proc = subprocess.run([str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "results/token_space/ckpt=mine/check.parquet",
+                           "--cores", "1", "-d", str(tmp_path / "run"), "--configfile", str(user_config())],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(other.parent)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert read_parquet(tmp_path / "run/results/token_space/ckpt=mine/check.parquet")["match"].any()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import glob as globlib
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .errors import CheckpointError
 
@@ -73,6 +74,27 @@ def discover_checkpoints(explicit: Mapping[str, str] | None, pattern: str | None
     return Discovered(found, skipped)
 
 
+@contextmanager
+def unsafe_pickle_is_an_error(path: str | Path) -> Iterator[None]:
+    """Turn torch's refusal to unpickle code (weights_only) into a CheckpointError with a safe remedy.
+
+    torch's own message suggests `weights_only=False`, which would run whatever code the file holds.
+    """
+    import pickle
+
+    try:
+        yield
+    except (pickle.UnpicklingError, RuntimeError) as err:
+        if "weights_only" not in str(err) and "Weights only" not in str(err) and not isinstance(err, pickle.UnpicklingError):
+            raise
+        raise CheckpointError(
+            f"{path}: this pickle needs to run code to load, and mmgate loads weights only as data "
+            f"(torch.load(weights_only=True)). Convert it to safetensors with a tool you trust, in an environment you "
+            f"trust, e.g. `safetensors.torch.save_file(torch.load(path, weights_only=False), 'model.safetensors')` "
+            f"after checking where the file came from; do not turn weights_only off in mmgate. ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]})") from None
+
+
 def is_adapter(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").exists()
 
@@ -119,9 +141,10 @@ def tensor_shapes(directory: str | Path, prefixes: Iterable[str] = ("adapter_mod
             return shapes, ",".join(f.name for f in files)
         binary = directory / f"{prefix}.bin"
         if binary.exists():
-            import torch
+            with unsafe_pickle_is_an_error(binary):
+                import torch
 
-            state = torch.load(binary, map_location="cpu", weights_only=True, mmap=True)
+                state = torch.load(binary, map_location="cpu", weights_only=True, mmap=True)
             return {k: list(v.shape) for k, v in state.items()}, binary.name
     return {}, None
 

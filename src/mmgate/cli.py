@@ -18,13 +18,26 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"demo built under {out}")
 
 
-def _token_space(args: argparse.Namespace) -> None:
-    from .tokenspace import TokenSpace
+def _token_space(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .tokenspace import TokenSpace, ignored_keys, read_sha256_file
 
     space = TokenSpace.load(args.path)
     print(f"{args.path}: valid, vocab_size {space.vocab_size}, sha256 {space.sha256}")
     for name, m in space.modalities.items():
         print(f"  {name}: {m.n_codebooks} x {m.codebook_size} codes, {m.layout}, {m.start_token} ... {m.end_token}")
+    ignored = ignored_keys(json.loads(Path(args.path).read_text()))
+    if ignored:
+        print(f"  note: keys mmgate does not use are kept and ignored: {', '.join(ignored)}")
+    sidecar = Path(args.path).with_suffix(".sha256")
+    if sidecar.exists() and read_sha256_file(sidecar) != space.sha256:
+        print(f"mmgate: {sidecar} records {read_sha256_file(sidecar)}, not this file's hash: it is stale. Every artifact "
+              f"tokenized with this file should record {space.sha256}; rewrite it with `sha256sum {args.path} > {sidecar}` "
+              "only if the file's change was intended.", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _golden(args: argparse.Namespace) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import base_of, has_tokenizer, is_adapter
+from .checkpoints import base_of, has_tokenizer, is_adapter, unsafe_pickle_is_an_error
 from .errors import CheckpointError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -46,12 +46,19 @@ def load_model(ckpt: str | Path, base: str | None = None, dtype: str = "float32"
                trust_remote_code: bool = False) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer). Adapters: base -> resize_token_embeddings(len(tokenizer)) -> PeftModel."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise CheckpointError(f"model.dtype = {dtype!r} is not one of {DTYPES}")
     torch_dtype = getattr(torch, dtype)
     tokenizer = load_tokenizer(ckpt, base, trust_remote_code)
+    with unsafe_pickle_is_an_error(ckpt):
+        model = _load_weights(ckpt, base, torch_dtype, tokenizer, trust_remote_code)
+    return model.to(device).eval(), tokenizer
+
+
+def _load_weights(ckpt: str | Path, base: str | None, torch_dtype: Any, tokenizer: Any, trust_remote_code: bool) -> Any:
+    from transformers import AutoModelForCausalLM
+
     if is_adapter(ckpt):
         from peft import PeftModel
 
@@ -64,7 +71,7 @@ def load_model(ckpt: str | Path, base: str | None = None, dtype: str = "float32"
         model = PeftModel.from_pretrained(model, str(ckpt), is_trainable=False)
     else:
         model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    return model.to(device).eval(), tokenizer
+    return model
 
 
 def load_for_task(ckpt: str | Path, model_config: dict[str, Any], special_ids: dict[str, int], task: str,

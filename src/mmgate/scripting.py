@@ -4,11 +4,19 @@ into one readable paragraph and exit status 1 instead of a traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 from .errors import MMGateError
+
+
+def pin_library(src: str | Path) -> None:
+    """Make the jobs of this workflow import mmgate from `src` (the checkout the Snakefile was parsed
+    from), whatever mmgate is installed where they run: workflow/scripts/_srcpath.py reads it."""
+    os.environ["MMGATE_SRC"] = str(src)
 
 
 def run(smk: Any, main: Callable[[Any, logging.Logger], None]) -> None:

@@ -257,10 +257,28 @@ class TokenSpace:
         return self.modality(TASK_MODALITY[task])
 
 
+def _typos(spec: Mapping[str, Any], known: set[str], where: str) -> list[str]:
+    """Unknown keys are kept (they are part of the hashed bytes) and ignored, except near-misses of
+    a known key, which are almost certainly typos of it."""
+    import difflib
+
+    return [f"{where}{key}: unknown key, did you mean {close[0]!r}?" for key in spec if key not in known
+            for close in [difflib.get_close_matches(key, known, n=1, cutoff=0.8)] if close]
+
+
+def ignored_keys(spec: Mapping[str, Any]) -> list[str]:
+    """Keys mmgate does not know and ignores (kept in the file: removing them would change its hash)."""
+    out = [k for k in spec if k not in _TOP_KEYS]
+    for name, m in (spec.get("modalities") or {}).items():
+        if isinstance(m, Mapping):
+            out += [f"modalities.{name}.{k}" for k in m if k not in _MODALITY_KEYS]
+    return out
+
+
 def _validate(spec: Any) -> list[str]:
     if not isinstance(spec, Mapping):
         return ["the top level must be a JSON object"]
-    problems = [f"unknown key {k!r} (allowed: {sorted(_TOP_KEYS)})" for k in spec if k not in _TOP_KEYS]
+    problems = _typos(spec, _TOP_KEYS, "")
     vocab_size = spec.get("vocab_size")
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size <= 0:
         return problems + [f"vocab_size must be a positive integer, found {vocab_size!r}"]
@@ -283,10 +301,23 @@ def _validate(spec: Any) -> list[str]:
             problems.append(f"ranges.{name} = [{start}, {end}) runs past vocab_size {vocab_size}")
         else:
             good_ranges[name] = (start, end)
+    modalities = spec.get("modalities", {})
+    # Ranges a modality writes must be its own: no overlap, no special token inside. Other ranges
+    # (a TEXT range that holds the specials, say) are the vocabulary's business and may do either.
+    owner: dict[str, str] = {}
+    for mname, m in (modalities.items() if isinstance(modalities, Mapping) else []):
+        for r in (m.get("ranges") or []) if isinstance(m, Mapping) and isinstance(m.get("ranges"), list) else []:
+            if r in owner and owner[r] != mname:
+                problems.append(f"modalities.{mname} and modalities.{owner[r]} both use ranges.{r}; a range belongs to "
+                                "one modality")
+            owner.setdefault(r, mname)
     ordered = sorted(good_ranges.items(), key=lambda item: item[1])
-    for (name_a, (_, end_a)), (name_b, (start_b, _)) in zip(ordered, ordered[1:]):
-        if start_b < end_a:
-            problems.append(f"ranges.{name_a} and ranges.{name_b} overlap (ids {start_b}..{end_a - 1})")
+    for i, (name_a, (start_a, end_a)) in enumerate(ordered):
+        for name_b, (start_b, end_b) in ordered[i + 1 :]:
+            if start_b >= end_a:
+                break
+            if name_a in owner or name_b in owner:
+                problems.append(f"ranges.{name_a} and ranges.{name_b} overlap (ids {start_b}..{min(end_a, end_b) - 1})")
 
     seen_ids: dict[int, str] = {}
     for token, tid in special.items():
@@ -297,10 +328,10 @@ def _validate(spec: Any) -> list[str]:
             problems.append(f"special_tokens.{token} and special_tokens.{seen_ids[tid]} share id {tid}")
         seen_ids[tid] = token
         for name, (start, end) in good_ranges.items():
-            if start <= tid < end:
-                problems.append(f"special_tokens.{token} = {tid} lies inside ranges.{name} [{start}, {end})")
+            if start <= tid < end and name in owner:
+                problems.append(f"special_tokens.{token} = {tid} lies inside ranges.{name} [{start}, {end}), which "
+                                f"modalities.{owner[name]} writes")
 
-    modalities = spec.get("modalities", {})
     if not isinstance(modalities, Mapping):
         return problems + ["modalities must be an object"]
     for mname, m in modalities.items():
@@ -308,7 +339,7 @@ def _validate(spec: Any) -> list[str]:
         if not isinstance(m, Mapping):
             problems.append(f"{where} must be an object")
             continue
-        problems += [f"{where}: unknown key {k!r} (allowed: {sorted(_MODALITY_KEYS)})" for k in m if k not in _MODALITY_KEYS]
+        problems += _typos(m, _MODALITY_KEYS, f"{where}.")
         names = m.get("ranges")
         if not isinstance(names, list) or not names:
             problems.append(f"{where}.ranges must be a non-empty list of range names")

@@ -16,7 +16,12 @@ from mmgate.config import expand_paths, read_yaml, validate_config
 from mmgate.demo import DEMO_FILES
 from mmgate.io import read_parquet
 from mmgate.report import report_inputs as _report_inputs
+from mmgate.scripting import pin_library
 from mmgate.tasks import MODES, READ_TASKS, TASKS, WRITE_TASKS
+
+pin_library(
+    Path(workflow.basedir) / "src"
+)  # jobs import this library too, not an installed one
 
 # A user's --configfile replaces the bundled demo config (Snakemake would merge the two, and a
 # config naming only `mine` would also plan the demo's checkpoints and inherit its decoders).
