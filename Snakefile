@@ -18,17 +18,6 @@ rule all:
         all_targets(),
 
 
-rule check_token_space:
-    input:
-        token_space_targets(),
-    log:
-        "logs/token_space/verdicts.log",
-    conda:
-        ENV
-    script:
-        "workflow/scripts/token_space_verdicts.py"
-
-
 onsuccess:
     report_skipped()
 

@@ -317,3 +317,23 @@ def test_rerunning_p01_with_the_same_result_reruns_no_gpu_job(complete_run):
     proc = snakemake("--cores", "2", "-d", str(workdir), "--configfile", str(config))
     ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M))
     assert {"token_space_stage2", "token_space"} <= ran and not {"generate", "ablate", "decode"} & ran, ran
+
+
+@pytest.mark.slow
+def test_a_deleted_shard_is_made_again_by_the_next_run(complete_run):
+    workdir, config, _ = complete_run
+    part = workdir / "results/decode/ckpt=checkpoint-100/task=t2i/part-001.parquet"
+    backup, stat = part.read_bytes(), part.stat()
+    part.unlink()
+    try:
+        counts = scheduled(dry(workdir, config))
+        assert counts.get("decode") == 1 and not {"generate", "ablate"} & set(counts), counts
+    finally:
+        part.write_bytes(backup)
+        os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.parametrize("profile", ["default", "slurm", "slurm-local"])
+def test_every_profile_reruns_on_data_and_settings_but_not_on_code(profile):
+    triggers = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())["rerun-triggers"]
+    assert "code" not in triggers and {"mtime", "params", "input"} <= set(triggers)

@@ -137,3 +137,27 @@ def test_an_unknown_setting_reaching_a_settings_class_is_an_error():
 def test_task_wildcards_come_from_the_tasks_module():
     text = (REPO / "workflow" / "rules" / "common.smk").read_text()
     assert 'task="|".join(TASKS)' in text and "t2a|t2i" not in text
+
+
+def test_sigterm_during_an_atomic_write_leaves_no_temporary_file(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import time, types\n"
+        "from mmgate.io import atomic_path\n"
+        "from mmgate.scripting import run\n"
+        "def main(smk, log):\n"
+        f"    with atomic_path({str(tmp_path / 'out.parquet')!r}) as tmp:\n"
+        "        tmp.write_text('half')\n"
+        "        print('writing', flush=True)\n"
+        "        time.sleep(60)\n"
+        "run(types.SimpleNamespace(log=[], rule='job'), main)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.terminate()
+    assert proc.wait(timeout=30) == 143
+    time.sleep(0.1)
+    assert list(tmp_path.glob(".*tmp")) == [] and not (tmp_path / "out.parquet").exists()

@@ -168,3 +168,8 @@ def test_validate_sample_slices_to_exactly_the_expected_length(mini_demo):
     ids = audio.flatten(np.zeros((4, 3), dtype=int))
     codes, reason = validate_sample(np.concatenate([ids, ids]), 12, audio, 1024, 3)
     assert reason is None and codes.shape == (4, 3)
+
+
+def test_a_one_argument_image_plugin_is_called_with_the_codes_alone():
+    decoder = build_decoder("image", {"backend": "plugin", "function": "plugins.fake_seed:solid", "codebook_size": 512})
+    assert [im.size for im in decoder.decode(np.zeros((2, 16), dtype=int), 48)] == [(8, 8)] * 2

@@ -99,3 +99,13 @@ def test_parquet_golden_set_round_trips(space, tmp_path):
     write_parquet(pd.DataFrame([row(), image_row()]), path, {"schema_version": 1})
     frame = load_golden(path, space)
     assert isinstance(frame["modality_tokens"][0], np.ndarray) and frame["expected_len"].tolist() == [6, 4]
+
+
+def test_fractional_meta_in_a_column_the_row_does_not_use_is_a_row_problem_not_a_traceback(space):
+    from mmgate.errors import GoldenSetError
+    from mmgate.golden import validate_golden
+
+    frame = pd.DataFrame([{"sample_id": "a", "task": "t2i", "prompt": "p", "modality_tokens": [20, 21, 22, 23],
+                           "n_tokens": 4, "n_frames": 2.5}])
+    with pytest.raises(GoldenSetError, match=r"row 0 \(sample_id='a'\): n_frames=2.5 must be a positive integer when given"):
+        validate_golden(frame, space)

@@ -240,17 +240,27 @@ class SeedDecoder:
 
 @dataclass
 class PluginImageDecoder:
-    """A user function `package.module:function(codes [B, N] ndarray, proc_size) -> list of PIL images`."""
+    """A user function `package.module:function(codes [B, N] ndarray[, proc_size]) -> list of PIL images`.
+
+    A one-argument function (say your tokenizer's own `decode`) is called with the codes alone."""
 
     function: str = ""
     codebook_size: int = 0
     fn: Callable[..., Any] = field(init=False, repr=False)
+    takes_size: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        import inspect
+
         self.fn = load_callable(self.function, "decoders.image.function")
+        try:
+            params = inspect.signature(self.fn).parameters.values()
+            self.takes_size = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params) >= 2
+        except (TypeError, ValueError):  # a builtin without a signature: pass both, as documented
+            self.takes_size = True
 
     def decode(self, codes: np.ndarray, proc_size: int | None = None) -> list[Any]:
-        return list(self.fn(codes, proc_size))
+        return list(self.fn(codes, proc_size) if self.takes_size else self.fn(codes))
 
 
 @dataclass

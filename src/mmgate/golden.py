@@ -144,10 +144,11 @@ def _check_tokens(row: dict[str, Any], modality) -> list[str]:
         if n_tokens is None or n_tokens <= 0:
             bad.append("image needs meta n_tokens (a positive integer)")
         expected = n_tokens
-    for column in ("sample_rate", "channels", "proc_size"):
+    checked = ("n_frames", "n_codebooks") if modality.name == "audio" else ("n_tokens",)
+    for column in (c for c in META_COLUMNS if c not in checked):  # the ones this row's task does not use too
         value = row.get(column)
         if not _is_missing(value) and (_int_or_none(value) is None or _int_or_none(value) <= 0):
-            bad.append(f"{column}={value!r} must be a positive integer when given")
+            bad.append(f"{column}={value!r} must be a positive integer when given (leave it empty where it does not apply)")
     raw = row.get("modality_tokens")
     if not isinstance(raw, (list, tuple, np.ndarray)) and _is_missing(raw):
         return bad + ["modality_tokens is missing"]

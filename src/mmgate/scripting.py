@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import MMGateError
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def pin_library(src: str | Path) -> None:
@@ -25,6 +30,8 @@ def run(smk: Any, main: Callable[[Any, logging.Logger], None]) -> None:
         handlers.append(logging.FileHandler(str(smk.log[0]), mode="w"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
     log = logging.getLogger(f"mmgate.{getattr(smk, 'rule', 'script')}")
+    # SIGTERM (scancel, a preempted node) as an exception: atomic writes then remove their temporary file
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         main(smk, log)
     except MMGateError as err:

@@ -28,3 +28,8 @@ def stripes(codes, proc_size):
     """A plugin decoder: `tests.plugins.fake_seed:stripes`."""
     size = proc_size or 32
     return [Image.fromarray(np.full((size, size, 3), int(row[0]) % 256, dtype=np.uint8)) for row in codes]
+
+
+def solid(codes):
+    """A one-argument plugin, as a tokenizer's own decode(codes) would be: 8x8 images."""
+    return [Image.fromarray(np.full((8, 8, 3), int(row[0]) % 256, dtype=np.uint8)) for row in codes]

@@ -43,3 +43,15 @@ checkpoint token_space:
         templates=config["templates"],
     script:
         "../scripts/token_space.py"
+
+
+# `snakemake check_token_space`: P0.1 alone, before any GPU work; fails when any checkpoint fails.
+rule check_token_space:
+    input:
+        token_space_targets(),
+    log:
+        "logs/token_space/verdicts.log",
+    conda:
+        ENV
+    script:
+        "../scripts/token_space_verdicts.py"
