@@ -171,3 +171,8 @@ def test_token_space_command_flags_a_stale_sha256_beside_the_file(spec, tmp_path
     assert "token_space.sha256 records 000" in capsys.readouterr().err
     (tmp_path / "token_space.sha256").write_text(TokenSpace.load(path).sha256 + "  token_space.json\n")
     assert cli(["token-space", str(path)]) == 0
+
+
+def test_a_layout_on_a_one_codebook_modality_is_moot_not_an_error(spec, tmp_path):
+    spec["modalities"]["image"]["layout"] = "raster"  # e.g. how a VQ tokenizer's docs describe its grid
+    assert TokenSpace.load(write_space(tmp_path, spec)).modality("image").n_codebooks == 1

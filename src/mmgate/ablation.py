@@ -253,7 +253,7 @@ def ablate_shard(space: TokenSpace, golden: pd.DataFrame, ckpt_dir: str, task: s
     from dataclasses import asdict
 
     from .golden import task_shard
-    from .loading import load_for_task
+    from .loading import load_for_task, pad_id
 
     model, tokenizer, template, device = load_for_task(ckpt_dir, model_config, space.special_tokens, task, template_text)
     rows = golden[golden["task"] == task].sort_values("sample_id", kind="stable").reset_index(drop=True)
@@ -261,8 +261,8 @@ def ablate_shard(space: TokenSpace, golden: pd.DataFrame, ckpt_dir: str, task: s
     wanted = set(task_shard(golden, task, shard, samples_per_shard)["sample_id"])
     keep = [i for i, sid in enumerate(rows["sample_id"]) if sid in wanted]
     conditions = {c: [items[i] for i in keep] for c, items in everything.items()}
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    frame = score_conditions(model, conditions, rows["sample_id"].iloc[keep].tolist(), pad_id,
+    pad = pad_id(tokenizer, space.modality_for_task(task).end_id)
+    frame = score_conditions(model, conditions, rows["sample_id"].iloc[keep].tolist(), pad,
                              settings.batch_size, settings.chunk_tokens)
     meta = {"task": task, "shard": shard, "checkpoint_dir": str(ckpt_dir), "base": model_config.get("base"),
             "dtype": model_config["dtype"], "device": str(device), "template": template_text, "settings": asdict(settings)}

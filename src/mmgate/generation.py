@@ -98,12 +98,13 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
     from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
     from .constrain import ModalityConstraint, RowBudget
+    from .loading import pad_id
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     modality = space.modality_for_task(task)
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else modality.end_id
+    pad = pad_id(tokenizer, modality.end_id)
     batches = list(length_batches(rows, settings.batch_size))
     iterator = batches
     if progress:
@@ -114,7 +115,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
     for batch_index, batch in enumerate(iterator):
         contexts = [template.encode(prompt=p) for p in batch["prompt"]]
         width = max(map(len, contexts))
-        input_ids = torch.full((len(contexts), width), pad_id, dtype=torch.long)
+        input_ids = torch.full((len(contexts), width), pad, dtype=torch.long)
         attention = torch.zeros_like(input_ids)
         for i, ctx in enumerate(contexts):  # left padding: every row's span starts at column `width`
             input_ids[i, width - len(ctx) :] = torch.tensor(ctx)
@@ -126,7 +127,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
             do_sample=settings.do_sample, temperature=settings.temperature, top_k=settings.top_k,
             top_p=settings.top_p, repetition_penalty=settings.repetition_penalty, num_beams=1,
             max_new_tokens=int(budgets.max()), min_new_tokens=0, eos_token_id=modality.end_id,
-            pad_token_id=pad_id, bos_token_id=tokenizer.bos_token_id, use_cache=True,
+            pad_token_id=pad, bos_token_id=tokenizer.bos_token_id, use_cache=True,
         )
         processors = LogitsProcessorList()
         constraint = None

@@ -74,6 +74,13 @@ def _load_weights(ckpt: str | Path, base: str | None, torch_dtype: Any, tokenize
     return model
 
 
+def pad_id(tokenizer: Any, fallback: int) -> int:
+    """The id that fills padding, for generation and scoring alike: the tokenizer's pad token, else
+    `fallback` (the modality's end token). Padded positions are masked either way; one rule keeps
+    generate and ablate from drifting apart."""
+    return int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else int(fallback)
+
+
 def load_for_task(ckpt: str | Path, model_config: dict[str, Any], special_ids: dict[str, int], task: str,
                   template_text: str) -> tuple[Any, Any, Any, str]:
     """(model, tokenizer, the task's PromptTemplate, device) from the config's `model:` section."""

@@ -235,7 +235,7 @@ class TokenSpace:
                 end_token=m["end_token"],
                 end_id=special[m["end_token"]],
                 vocab_size=vocab_size,
-                layout=m.get("layout", "frame_major"),
+                layout=m.get("layout", "frame_major") if len(m["ranges"]) > 1 else "frame_major",
                 pad_token=pad,
                 pad_id=special[pad] if pad else None,
                 codec=dict(m.get("codec", {})),
@@ -356,7 +356,7 @@ def _validate(spec: Any) -> list[str]:
             if token not in special:
                 problems.append(f"{where}.{key} = {token!r} is not in special_tokens")
         layout = m.get("layout", "frame_major")
-        if layout not in LAYOUTS:
+        if layout not in LAYOUTS and len(names) > 1:  # one codebook has no interleaving: any value is moot
             problems.append(f"{where}.layout = {layout!r} is unknown; use one of {list(LAYOUTS)}")
         codec = m.get("codec", {})
         if not isinstance(codec, Mapping):
