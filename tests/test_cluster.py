@@ -314,23 +314,30 @@ def test_a_duplicate_sample_id_stops_the_run_before_any_job_and_deletes_nothing(
 
 @pytest.mark.slow
 def test_rerunning_p01_with_the_same_result_reruns_no_gpu_job(complete_run):
+    from mmgate.io import read_provenance, write_parquet
+
     workdir, config, data = complete_run
     snakemake("--cores", "2", "-d", str(workdir), "--configfile", str(config))  # up to date after earlier tests
     shard = data / "stage2" / "part-000.parquet"
-    shard.touch()  # e.g. a fixed Stage-2 glob: the check reruns, and passes as before
+    # e.g. a Stage-2 shard rewritten with the same token space: the check reruns, and passes as before
+    write_parquet(read_parquet(shard), shard, {**read_provenance(shard), "rewritten": True})
     proc = snakemake("--cores", "2", "-d", str(workdir), "--configfile", str(config))
     ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr, re.M))
     assert {"token_space_stage2", "token_space"} <= ran and not {"generate", "ablate", "decode"} & ran, ran
 
 
 @pytest.mark.slow
-def test_a_deleted_shard_is_made_again_by_the_next_run(complete_run):
+def test_a_deleted_shard_is_made_again_by_asking_for_it(complete_run):
+    """Snakemake does not remake a deleted intermediate file whose consumers are up to date; the
+    unreadable-parquet message gives this command."""
     workdir, config, _ = complete_run
-    part = workdir / "results/decode/ckpt=checkpoint-100/task=t2i/part-001.parquet"
+    target = "results/decode/ckpt=checkpoint-100/task=t2i/part-001.parquet"
+    part = workdir / target
     backup, stat = part.read_bytes(), part.stat()
     part.unlink()
     try:
-        counts = scheduled(dry(workdir, config))
+        proc = snakemake(target, "-n", "-d", str(workdir), "--configfile", str(config))  # the target before --configfile
+        counts = scheduled(proc.stdout + proc.stderr)
         assert counts.get("decode") == 1 and not {"generate", "ablate"} & set(counts), counts
     finally:
         part.write_bytes(backup)
