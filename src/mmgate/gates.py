@@ -26,7 +26,7 @@ hand-made tables. Adding a gate:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -619,7 +619,3 @@ def gates_table(gates: Sequence[Gate]) -> pd.DataFrame:
         "values": strict_json(g.values), "thresholds": strict_json(g.thresholds), "evidence": json.dumps(g.evidence),
         "underpowered": g.underpowered,
     } for g in gates])
-
-
-def threshold_fields() -> dict[str, Any]:
-    return {f.name: f.default for f in fields(Thresholds)}
