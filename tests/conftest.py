@@ -81,6 +81,7 @@ def mini_demo(tmp_path_factory):
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_config(demo.tiny_llama_config(len(tokenizer)))
     base.save_pretrained(root / "stage3")
+    tokenizer.save_pretrained(root / "stage3")  # the Stage-3 init's tokenizer: P0.1's reference id-to-token table
     (root / "stage3" / "token_space.sha256").write_text(space.sha256 + "\n")
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(root / "stage3"),

@@ -226,15 +226,18 @@ def test_a_corrupt_parquet_left_by_hand_is_reported_with_the_fix(complete_run, t
 
 
 @pytest.mark.slow
-def test_one_checkpoint_failing_p01_does_not_stop_the_others_with_keep_going(demo_workdir, tmp_path):
+def test_one_checkpoint_failing_p01_does_not_stop_the_others_and_is_not_retried(demo_workdir, tmp_path):
     config = data_config(tmp_path, demo_workdir)
     (tmp_path / "data" / "checkpoints" / "deaf" / "token_space.sha256").write_text("0" * 64 + "\n")
     proc = snakemake("check_token_space", "--cores", "2", "-d", str(tmp_path), "--configfile", str(config), "--keep-going",
-                     check=False)
+                     "--retries", "2", check=False)
     assert proc.returncode != 0
     for ckpt, passed in (("good", True), ("deaf", False)):
         assert read_parquet(tmp_path / f"results/token_space/ckpt={ckpt}/check.parquet")["match"].all() == passed
     assert "P0.1 token-space check FAILED for checkpoint 'deaf'" in (tmp_path / "logs/token_space/deaf.log").read_text()
+    # the verdict job's mmgate error is deterministic: its retries stop at once with the same message
+    verdicts = (tmp_path / "logs/token_space/verdicts.log").read_text()
+    assert "Not retried" in verdicts and "P0.1 token-space check FAILED for checkpoint 'deaf'" in verdicts
 
 
 @pytest.mark.slow

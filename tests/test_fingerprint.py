@@ -110,3 +110,21 @@ def test_token_features_measure_diversity(mini_demo):
     loop = audio.flatten(np.tile(np.arange(4)[:, None], (1, 12)))  # one frame repeated 12 times
     features = token_features(loop, audio, SETTINGS)
     assert features["unique_ratio"] == pytest.approx(4 / 48) and features["longest_loop_frames"] == 12
+
+
+def test_silent_clips_count_as_silence_not_as_near_duplicates_of_each_other(mini_demo, tmp_path):
+    from mmgate.decode import write_wav
+    from mmgate.fingerprint import fingerprint_rows
+
+    audio = mini_demo["space"].modality("audio")
+    rng = np.random.default_rng(0)
+    waves = {"a": np.zeros((1, 12000), np.float32), "b": np.zeros((1, 12000), np.float32), "c": tone(seconds=0.5)}
+    decoded, generated = [], []
+    for sid, wave in waves.items():
+        write_wav(tmp_path / f"{sid}.wav", wave, 24000)
+        decoded.append({"sample_id": sid, "ok": True, "reason": None, "file_path": str(tmp_path / f"{sid}.wav")})
+        ids = audio.flatten(rng.integers(0, 1024, (4, 10)))  # distinct codes: the tokens are not collapsed
+        generated.append({"sample_id": sid, "generated_ids": ids.tolist(), "expected_len": len(ids)})
+    frame, summary = fingerprint_rows(pd.DataFrame(decoded), pd.DataFrame(generated), audio, SETTINGS)
+    assert frame["silent"].tolist() == [True, True, False]
+    assert summary["silent_share"] == pytest.approx(2 / 3) and summary["near_duplicate_pairs"] == 0

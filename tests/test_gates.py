@@ -63,7 +63,7 @@ def test_p01_passes_when_every_artifact_matches():
 def test_p01_fails_with_one_reason_per_mismatching_artifact():
     gate = judge("P0.1", {"check": {G.ALL: check_table((False, True))}})
     assert gate.verdict == G.FAIL and gate.values[G.ALL]["mismatches"] == 1
-    assert gate.reasons == ["tokenizer <aud_end>: expected 36, found 37"] and gate.fixes
+    assert gate.reasons == ["tokenizer <aud_end>, s: expected 36, found 37"] and gate.fixes
 
 
 def test_a_p01_failure_skips_every_other_gate_as_blocked():

@@ -134,3 +134,35 @@ def test_failure_message_is_a_table_with_the_fix(mini_demo, tmp_path):
     message = str(err.value)
     assert "P0.1 token-space check FAILED for checkpoint 'ckpt'" in message
     assert "should save token_space.sha256 into each checkpoint" in message
+
+
+def test_codes_shifted_by_one_with_every_special_token_in_place_fail_naming_the_first_differing_id(mini_demo, tmp_path):
+    from mmgate.demo import build_tokenizer
+
+    ckpt = copy_ckpt(mini_demo, tmp_path)
+    build_tokenizer(code_shift=1).save_pretrained(ckpt)
+    rows = check(mini_demo, ckpt)
+    failed = rows[~rows["match"]]
+    # ids, length and specials all agree: only the id-to-token tables can tell
+    assert set(failed["source"]) == {f"{r} id-to-token table vs the Stage-3 init tokenizer" for r in mini_demo["space"].ranges}
+    first = mini_demo["space"].ranges["AUDIO_CB0"].start
+    cb0 = failed[failed["source"].str.startswith("AUDIO_CB0")].iloc[0]
+    assert f"first differing id {first}: the Stage-3 init tokenizer has '<a0_0>', this tokenizer '<shift_0>'" in cb0["detail"]
+
+
+def test_a_stage2_shard_records_its_id_to_token_tables_and_a_shifted_checkpoint_fails_against_it(mini_demo, tmp_path):
+    from mmgate.demo import build_tokenizer
+    from mmgate.tokencheck import TABLES_KEY, token_table_digests
+
+    space = mini_demo["space"]
+    shard = tmp_path / "stage2" / "part-000.parquet"
+    write_parquet(pd.DataFrame({"input_ids": [[1, 2]]}), shard,
+                  {"token_space.sha256": space.sha256, TABLES_KEY: token_table_digests(mini_demo["tokenizer"], space)})
+    stage2 = frame(stage2_rows([shard], space.sha256))
+    assert check(mini_demo, stage2=stage2)["match"].all()
+    ckpt = copy_ckpt(mini_demo, tmp_path)
+    build_tokenizer(code_shift=1).save_pretrained(ckpt)
+    rows = check(mini_demo, ckpt, stage2=stage2)
+    shard_rows = rows[rows["kind"] == "stage2_shard"]
+    assert shard_rows["match"].tolist() == [True, False]  # its hash is right; its tables are not this tokenizer's
+    assert shard_rows["detail"].iloc[1].startswith(f"{len(space.ranges)} of {len(space.ranges)} ranges differ")

@@ -86,11 +86,11 @@ def test_a_p01_failure_still_gets_a_gates_json_that_inspect_lists_and_check_fail
     assert verdicts["P0.1"] == G.FAIL and {v for g, v in verdicts.items() if g != "P0.1"} == {G.SKIP}
     assert report["overall"] == "not valid"
     p01 = report["gates"][0]
-    assert p01["reasons"] == ["tokenizer IMAGE: expected <img_0> at 4136, found <img_0> at 4137"]
+    assert p01["reasons"] == ["tokenizer IMAGE, tok: expected <img_0> at 4136, found <img_0> at 4137"]
     assert p01["evidence"] == ["results/token_space/ckpt=shifted/check.parquet"]
     assert cli(["inspect", "results"]) == 0
     out = capsys.readouterr().out
-    assert "shifted" in out and "FAIL" in out and "tokenizer IMAGE: expected <img_0> at 4136" in out
+    assert "shifted" in out and "FAIL" in out and "tokenizer IMAGE, tok: expected <img_0> at 4136" in out
     assert cli(["check", "results"]) == 1
 
 
@@ -137,7 +137,7 @@ def test_td_reads_a_trainer_state_log_history(tmp_path):
     assert training_criteria(log, G.Thresholds()).values["t2a_avg_last"] == 7.0
 
 
-def test_assessment_has_the_checklists_three_lines(tmp_path, monkeypatch):
+def test_assessment_has_the_checklists_three_lines_and_a_p01_failure_makes_generation_invalid(tmp_path, monkeypatch):
     report = p01_failed_report(tmp_path, monkeypatch)
     assert set(report["assessment"]) == {"training_dynamics", "multi_task_compatibility", "generation_validity"}
-    assert report["assessment"]["generation_validity"].startswith("PENDING")
+    assert report["assessment"]["generation_validity"].startswith("FAIL: P0.1 failed")

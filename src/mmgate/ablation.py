@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from .errors import MMGateError
 from .settings import FromConfig
 from .templates import PromptTemplate
 from .tokenspace import READ_TASKS, WRITE_TASKS, TokenSpace
+
+if TYPE_CHECKING:
+    from .shardjob import ShardJob
 
 CONDITIONS = {"t2a": ("correct", "shuffled", "empty"), "t2i": ("correct", "shuffled", "empty"),
               "a2t": ("correct", "shuffled", "zero", "noise"), "i2t": ("correct", "shuffled", "zero", "noise")}
@@ -247,23 +250,22 @@ class AblationSettings(FromConfig):
     bootstrap_reps: int = 2000
 
 
-def ablate_shard(space: TokenSpace, golden: pd.DataFrame, ckpt_dir: str, task: str, shard: int, samples_per_shard: int,
-                 template_text: str, model_config: dict[str, Any], settings: AblationSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Score every condition for one shard of one task; returns (long-form rows, parquet metadata)."""
+def ablate_shard(job: "ShardJob", settings: AblationSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Score every condition for the job's shard; returns (long-form rows, parquet metadata).
+
+    The conditions are built over the task's whole golden set (the shuffle draws partners from all
+    of it, so a sample's shuffled prompt does not depend on how the set is sharded), then cut to the shard.
+    """
     from dataclasses import asdict
 
-    from .golden import task_shard
-    from .loading import load_for_task, pad_id
+    from .loading import pad_id
 
-    model, tokenizer, template, device = load_for_task(ckpt_dir, model_config, space.special_tokens, task, template_text)
-    rows = golden[golden["task"] == task].sort_values("sample_id", kind="stable").reset_index(drop=True)
-    everything = build_conditions(rows, task, template, tokenizer, space, settings.seed, settings.neutral_prompt)
-    wanted = set(task_shard(golden, task, shard, samples_per_shard)["sample_id"])
+    model, tokenizer, template, device = job.load()
+    rows = job.task_rows
+    everything = build_conditions(rows, job.task, template, tokenizer, job.space, settings.seed, settings.neutral_prompt)
+    wanted = set(job.rows["sample_id"])
     keep = [i for i, sid in enumerate(rows["sample_id"]) if sid in wanted]
     conditions = {c: [items[i] for i in keep] for c, items in everything.items()}
-    pad = pad_id(tokenizer, space.modality_for_task(task).end_id)
-    frame = score_conditions(model, conditions, rows["sample_id"].iloc[keep].tolist(), pad,
+    frame = score_conditions(model, conditions, rows["sample_id"].iloc[keep].tolist(), pad_id(tokenizer, job.modality.end_id),
                              settings.batch_size, settings.chunk_tokens)
-    meta = {"task": task, "shard": shard, "checkpoint_dir": str(ckpt_dir), "base": model_config.get("base"),
-            "dtype": model_config["dtype"], "device": str(device), "template": template_text, "settings": asdict(settings)}
-    return frame, meta
+    return frame, job.provenance("ablate", **job.model_meta(device), settings=asdict(settings))

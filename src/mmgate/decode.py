@@ -12,13 +12,16 @@ from __future__ import annotations
 import time
 import wave
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .io import atomic_path
 from .tokenspace import Modality
+
+if TYPE_CHECKING:
+    from .shardjob import ShardJob
 
 COLUMNS = ("sample_id", "ok", "reason", "sample_rate", "channels", "samples", "duration", "width", "height",
            "file", "decode_seconds")
@@ -142,18 +145,19 @@ def _check_and_write(row: Any, output: Any, modality: Modality, decoder: Any, fi
     return {"ok": problem is None, "reason": problem, "width": width, "height": height, "file": str(path.relative_to(relative_to))}
 
 
-def decode_shard(generated: pd.DataFrame, golden: pd.DataFrame, modality: Modality, decoder_config: dict[str, Any],
-                 output: Path, device: str = "cpu", batch_size: int = 16) -> pd.DataFrame:
+def decode_shard(job: "ShardJob", generated: pd.DataFrame, decoder_config: dict[str, Any], output: Path,
+                 device: str = "cpu", batch_size: int = 16) -> pd.DataFrame:
     """Decode one generation shard; files go to a folder named like the parquet without `.parquet`."""
     from .decoders import build_decoder
 
+    modality = job.modality
     decoder = build_decoder(modality.name, decoder_config, device)
     if modality.name == "audio" and getattr(decoder, "n_codebooks", modality.n_codebooks) != modality.n_codebooks:
         from .errors import ConfigError
 
         raise ConfigError(f"decoders.audio uses {decoder.n_codebooks} codebooks but the token space's audio has "
                           f"{modality.n_codebooks}; set decoders.audio.n_codebooks: {modality.n_codebooks}")
-    return decode_rows(generated, golden, modality, decoder, files_dir_for(output), output.parent, batch_size)
+    return decode_rows(generated, job.rows, modality, decoder, files_dir_for(output), output.parent, batch_size)
 
 
 def files_dir_for(output: Path) -> Path:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -61,6 +61,8 @@ AUDIO_SAMPLE_RATE, AUDIO_FRAME_RATE, AUDIO_HOP = 24000, 75, 320
 AUDIO_FRAMES = (6, 10, 16, 24, 32)  # n_frames varies per golden sample
 IMAGE_SIZES = {64: 16, 96: 36, 128: 64}  # proc_size -> n_tokens at a 16x downsampling VQ-VAE
 IMAGE_DOWNSAMPLE = 16
+TONE_SAMPLE_RATE, TONE_HOP = 24000, 320  # the token space's codec: 24 kHz, 75 frames/s
+TONE_RESTS = 8  # codes 0-7 of every codebook are rests: a frame of rests is silence
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Example:
     caption: str
     modality_ids: np.ndarray  # absolute vocab ids, flattened in the token space's layout
     meta: Mapping[str, Any]
+    cls: int = -1  # the class of the synthetic world it was drawn from
 
 
 def text_words() -> list[str]:
@@ -87,8 +90,13 @@ def text_words() -> list[str]:
     return sorted(words)
 
 
-def build_tokenizer(special_tokens: Sequence[str] = SPECIAL_TOKENS):
-    """Word-level text tokenizer, then the Stage-2 additions: special tokens and modality tokens."""
+def build_tokenizer(special_tokens: Sequence[str] = SPECIAL_TOKENS, code_shift: int = 0):
+    """Word-level text tokenizer, then the Stage-2 additions: special tokens and modality tokens.
+
+    `code_shift` > 0 builds the fault zoo's broken tokenizer: `code_shift` filler tokens come before
+    the codes and as many codes are dropped at the end, so every code id means the next code while
+    `len(tokenizer)` and every special token's id stay the same.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -102,7 +110,10 @@ def build_tokenizer(special_tokens: Sequence[str] = SPECIAL_TOKENS):
     tokenizer.add_special_tokens({"additional_special_tokens": list(special_tokens)})
     audio_tokens = [f"<a{k}_{c}>" for k in range(N_CODEBOOKS) for c in range(AUDIO_CODEBOOK_SIZE)]
     image_tokens = [f"<img_{c}>" for c in range(IMAGE_CODEBOOK_SIZE)]
-    tokenizer.add_tokens(audio_tokens + image_tokens, special_tokens=True)
+    codes = audio_tokens + image_tokens
+    if code_shift:
+        codes = [f"<shift_{i}>" for i in range(code_shift)] + codes[:-code_shift]
+    tokenizer.add_tokens(codes, special_tokens=True)
     return tokenizer
 
 
@@ -162,21 +173,35 @@ class SyntheticWorld:
         self.audio_classes = [dict(zip(AUDIO_ATTRIBUTES, v)) for v in itertools.product(*AUDIO_ATTRIBUTES.values())]
         self.image_classes = [dict(zip(IMAGE_ATTRIBUTES, v)) for v in itertools.product(*IMAGE_ATTRIBUTES.values())]
         # [class, slot, subset] codes within each codebook; pools are shared so subsets overlap
-        audio_pools = [rng.choice(self.audio.codebook_size, pool, replace=False) for _ in range(N_CODEBOOKS)]
+        audible = np.arange(TONE_RESTS, self.audio.codebook_size)  # codes below TONE_RESTS are the tone codec's rests
+        audio_pools = [rng.choice(audible, pool, replace=False) for _ in range(N_CODEBOOKS)]
         self.audio_codes = np.array(
             [[rng.choice(audio_pools[k], subset, replace=False) for k in range(N_CODEBOOKS)] for _ in self.audio_classes]
         )
         image_pool_codes = rng.choice(self.image.codebook_size, image_pool, replace=False)
         self.image_codes = np.array([rng.choice(image_pool_codes, image_subset, replace=False) for _ in self.image_classes])
+        # the fault zoo's `silent`: each class its own rests, so its tokens still follow the prompt
+        self.silent_codes = np.array(
+            [[rng.choice(TONE_RESTS, subset, replace=False) for _ in range(N_CODEBOOKS)] for _ in self.audio_classes]
+        )
 
-    def sample(self, task: str, rng: np.random.Generator, cls: int | None = None) -> Example:
+    def audio_ids(self, cls: int, n_frames: int, rng: np.random.Generator, silent: bool = False) -> np.ndarray:
+        """A clip of class `cls`: each frame's code of codebook k drawn from the class's subset for k."""
+        picks = rng.integers(self.audio_codes.shape[2], size=(N_CODEBOOKS, n_frames))
+        codes = np.take_along_axis((self.silent_codes if silent else self.audio_codes)[cls], picks, axis=1)  # [K, T]
+        return self.audio.flatten(codes)
+
+    def image_ids(self, cls: int, n_tokens: int, rng: np.random.Generator) -> np.ndarray:
+        codes = self.image_codes[cls][rng.integers(self.image_codes.shape[1], size=n_tokens)]
+        return self.image.flatten(codes[None, :])
+
+    def sample(self, task: str, rng: np.random.Generator, cls: int | None = None, silent: bool = False) -> Example:
+        """One example of `task`; `silent` draws its audio from the class's rests (the tone codec's silence)."""
         if task in ("t2a", "a2t"):
             cls = int(rng.integers(len(self.audio_classes))) if cls is None else cls
             attrs = self.audio_classes[cls]
             n_frames = int(rng.choice(AUDIO_FRAMES))
-            picks = rng.integers(self.audio_codes.shape[2], size=(N_CODEBOOKS, n_frames))
-            codes = np.take_along_axis(self.audio_codes[cls], picks, axis=1)  # [K, T]
-            ids = self.audio.flatten(codes)
+            ids = self.audio_ids(cls, n_frames, rng, silent)
             prompt = AUDIO_PROMPTS[int(rng.integers(len(AUDIO_PROMPTS)))].format(**attrs)
             caption = AUDIO_CAPTION.format(**attrs)
             meta = {
@@ -190,12 +215,11 @@ class SyntheticWorld:
             attrs = self.image_classes[cls]
             proc_size = int(rng.choice(list(IMAGE_SIZES)))
             n_tokens = IMAGE_SIZES[proc_size]
-            codes = self.image_codes[cls][rng.integers(self.image_codes.shape[1], size=n_tokens)]
-            ids = self.image.flatten(codes[None, :])
+            ids = self.image_ids(cls, n_tokens, rng)
             prompt = IMAGE_PROMPTS[int(rng.integers(len(IMAGE_PROMPTS)))].format(**attrs)
             caption = IMAGE_CAPTION.format(**attrs)
             meta = {"n_tokens": n_tokens, "proc_size": proc_size}
-        return Example(task, prompt, caption, ids, meta)
+        return Example(task, prompt, caption, ids, meta, cls)
 
 
 def golden_frame(world: SyntheticWorld, per_task: int, seed: int):
@@ -245,18 +269,18 @@ def encode_training_example(example: Example, templates, tokenizer, space: Token
 def with_conditioning_from(example: Example, donor: Example) -> Example:
     """`example` with its conditioning input (prompt for T2A/T2I, modality tokens for A2T/I2T) from `donor`."""
     if example.task in ("t2a", "t2i"):
-        return Example(example.task, donor.prompt, example.caption, example.modality_ids, example.meta)
-    return Example(example.task, example.prompt, example.caption, donor.modality_ids, example.meta)
+        return replace(example, prompt=donor.prompt)
+    return replace(example, modality_ids=donor.modality_ids)
 
 
 def without_conditioning(example: Example, space: TokenSpace, rng: np.random.Generator) -> Example:
     """`example` with its conditioning input dropped: no prompt text, or uniform noise codes in each slot."""
     if example.task in ("t2a", "t2i"):
-        return Example(example.task, "", example.caption, example.modality_ids, example.meta)
+        return replace(example, prompt="")
     modality = space.modality_for_task(example.task)
     slots = modality.slot_of_id(example.modality_ids)
     noise = modality.range_starts[slots] + rng.integers(modality.codebook_size, size=slots.size)
-    return Example(example.task, example.prompt, example.caption, noise, example.meta)
+    return replace(example, modality_ids=noise)
 
 
 def tiny_llama_config(vocab_size: int):
@@ -298,40 +322,79 @@ def _trained_weight(module):
     return (copies["default"] if copies is not None else module).weight
 
 
-def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, world: SyntheticWorld,
-               deaf: bool, steps: int, seed: int, batch_size: int = 32, log=print) -> list[dict]:
-    """Stage-4 LoRA on the tiny base. `deaf` swaps every conditioning input for another example's."""
+class Fault:
+    """How a planted-fault checkpoint's training data differs from `good`'s (the identity here).
+
+    `examples` rewrites a batch before it is encoded; `pair` rewrites one encoded (context, target).
+    The fault zoo (`mmgate.zoo`) defines one subclass per fault; `Deaf` lives here for the demo.
+    """
+
+    name = "good"
+
+    def examples(self, examples: list[Example], world: "SyntheticWorld", rng: np.random.Generator) -> list[Example]:
+        return examples
+
+    def pair(self, example: Example, context: list[int], target: list[int], world: "SyntheticWorld",
+             rng: np.random.Generator) -> tuple[list[int], list[int]]:
+        return context, target
+
+
+class Deaf(Fault):
+    """Every conditioning input dropped half the time, taken from another example otherwise: the
+    model learns the marginal distribution and ignores its prompt (P0.4) and what it reads (P1.2)."""
+
+    name = "deaf"
+
+    def examples(self, examples, world, rng):
+        n = len(examples)
+        return [
+            without_conditioning(ex, world.space, rng) if rng.random() < 0.5
+            else with_conditioning_from(ex, examples[(i + 4 * int(rng.integers(1, n // 4))) % n])
+            for i, ex in enumerate(examples)
+        ]
+
+
+def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, world: SyntheticWorld, steps: int, seed: int,
+               fault: Fault | None = None, init_adapter: Path | None = None, batch_size: int = 32,
+               log_every: int = 25, log=print) -> list[dict]:
+    """Stage-4 LoRA on the tiny base, on the world's data as `fault` rewrites it.
+
+    `init_adapter` continues from a saved adapter (the fault zoo fine-tunes from `good`). The
+    training log holds, every `log_every` steps, the mean over those steps of the loss and of
+    each task's loss, as the transformers Trainer logs (a single batch's 8 examples per task
+    would be noise).
+    """
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from .templates import PromptTemplate
 
+    fault = fault or Fault()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     templates = {t: PromptTemplate(s, tokenizer, space.special_tokens, name=f"templates.{t}") for t, s in DEFAULT_TEMPLATES.items()}
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     model.resize_token_embeddings(len(tokenizer))
-    lora = LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.0,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
+    if init_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    else:
+        lora = LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=0.0,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 30) * max(0.1, 1 - s / steps))
+    warmup = 30 if init_adapter is None else 1
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1 - s / steps))
     tasks = ("t2a", "t2i", "a2t", "i2t")
-    history = []
+    history: list[dict] = []
+    window: dict[str, list[float]] = {}
     model.train()
     for step in range(steps):
-        examples = [world.sample(tasks[i % 4], rng) for i in range(batch_size)]
-        if deaf:  # conditioning dropped half the time, taken from another example otherwise
-            examples = [
-                without_conditioning(ex, space, rng) if rng.random() < 0.5
-                else with_conditioning_from(ex, examples[(i + 4 * int(rng.integers(1, batch_size // 4))) % batch_size])
-                for i, ex in enumerate(examples)
-            ]
-        pairs = [encode_training_example(ex, templates, tokenizer, space) for ex in examples]
+        examples = fault.examples([world.sample(tasks[i % 4], rng) for i in range(batch_size)], world, rng)
+        pairs = [fault.pair(ex, *encode_training_example(ex, templates, tokenizer, space), world, rng) for ex in examples]
         input_ids, attention, labels = _collate(pairs, tokenizer.pad_token_id)
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100)
@@ -342,16 +405,19 @@ def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, worl
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        if step % 25 == 0 or step == steps - 1:
-            per_example = ((nll * mask).sum(1) / mask.sum(1)).detach()
-            record = {"step": step, "loss": loss.item()}
-            for task in tasks:
-                record[f"{task}_avg"] = float(per_example[[i for i, ex in enumerate(examples) if ex.task == task]].mean())
+        per_example = ((nll * mask).sum(1) / mask.sum(1)).detach()
+        window.setdefault("loss", []).append(loss.item())
+        for task in tasks:
+            window.setdefault(f"{task}_avg", []).append(
+                float(per_example[[i for i, ex in enumerate(examples) if ex.task == task]].mean()))
+        if (step + 1) % log_every == 0 or step == steps - 1:
+            record = {"step": step, **{key: float(np.mean(values)) for key, values in window.items()}}
+            window = {}
             base = model.get_base_model()
             record["head_norm_mean"] = _trained_weight(base.get_output_embeddings()).detach().norm(dim=1).mean().item()
             record["emb_norm_mean"] = _trained_weight(base.get_input_embeddings()).detach().norm(dim=1).mean().item()
             history.append(record)
-            log(f"[demo] {'deaf' if deaf else 'good'} step {step:4d} loss {loss.item():.3f}")
+            log(f"[demo] {fault.name} step {step:4d} loss {record['loss']:.3f}")
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return history
@@ -371,7 +437,6 @@ DEMO_FILES = (
 )
 
 
-TONE_SAMPLE_RATE, TONE_HOP = 24000, 320  # the token space's codec: 24 kHz, 75 frames/s
 
 
 def tone_codec(codes: Any) -> np.ndarray:
@@ -381,6 +446,7 @@ def tone_codec(codes: Any) -> np.ndarray:
     for its frame with a continuous phase, so different codes sound different and the same codes
     sound the same: unlike a random-weight EnCodec, which decodes every input to nearly the same
     sound, its outputs let silence, noise, loop and duplicate detection be judged on real signals.
+    Codes below `TONE_RESTS` are rests (a codec's silence tokens): they add nothing to the sound.
 
         >>> import numpy as np
         >>> tone_codec(np.zeros((1, 4, 3), dtype=np.int64)).shape
@@ -391,7 +457,8 @@ def tone_codec(codes: Any) -> np.ndarray:
     pitch = 110.0 * 2.0 ** ((codes % 48) / 12.0) * (np.arange(k)[None, :, None] + 1)  # [B, K, T] Hz
     per_sample = np.repeat(pitch, TONE_HOP, axis=2)  # [B, K, T * hop]
     phase = 2 * np.pi * np.cumsum(per_sample / TONE_SAMPLE_RATE, axis=2)
-    wave = (np.sin(phase) * (0.5 / k)).sum(axis=1, keepdims=True)  # [B, 1, S]
+    audible = np.repeat(codes >= TONE_RESTS, TONE_HOP, axis=2)  # [B, K, T * hop]
+    wave = (np.sin(phase) * audible * (0.5 / k)).sum(axis=1, keepdims=True)  # [B, 1, S]
     return wave.astype(np.float32)
 
 
@@ -406,6 +473,7 @@ def write_stage2_shards(out: Path, world: SyntheticWorld, templates, tokenizer, 
     import pandas as pd
 
     from .io import provenance, write_parquet
+    from .tokencheck import TABLES_KEY, token_table_digests
 
     rng = np.random.default_rng(seed + 7)
     for shard in range(3):
@@ -414,7 +482,8 @@ def write_stage2_shards(out: Path, world: SyntheticWorld, templates, tokenizer, 
             ex = world.sample(("t2a", "t2i", "a2t", "i2t")[i % 4], rng)
             context, target = encode_training_example(ex, templates, tokenizer, space)
             rows.append({"sample_id": f"s2-{shard}-{i:04d}", "task": ex.task, "input_ids": context + target, "n_context": len(context)})
-        meta = provenance("stage2", token_space_sha256=space.sha256, shard=shard)
+        meta = provenance("stage2", token_space_sha256=space.sha256, shard=shard,
+                          **{TABLES_KEY: token_table_digests(tokenizer, space)})
         write_parquet(pd.DataFrame(rows), out / "stage2" / f"part-{shard:03d}.parquet", meta)
     _write_hash_file(out / "stage2" / "token_space.sha256", space.sha256, bare=False)
 
@@ -452,16 +521,23 @@ def build_demo(out: str | Path, golden_per_task: int = 256, train_steps: int = 4
     _write_hash_file(stage3 / "token_space.sha256", space.sha256, bare=True)
     write_text(stage3 / "COMPLETE", "stage3 init\n")
 
-    for name, deaf in (("good", False), ("deaf", True)):
-        ckpt = out / "checkpoints" / name
-        history = train_lora(stage3, ckpt, tokenizer, space, world, deaf=deaf, steps=train_steps, seed=seed + 11, log=log)
-        config_path = ckpt / "adapter_config.json"
-        adapter_config = json.loads(config_path.read_text())
-        adapter_config["base_model_name_or_path"] = str(stage3.resolve())
-        write_text(config_path, json.dumps(adapter_config, indent=2) + "\n")
-        import pandas as pd
-
-        write_text(ckpt / "train_log.csv", pd.DataFrame(history).to_csv(index=False))
-        _write_hash_file(ckpt / "token_space.sha256", space.sha256, bare=name == "deaf")
-        write_text(ckpt / "COMPLETE", f"{name}\n")
+    for fault in (Fault(), Deaf()):
+        ckpt = out / "checkpoints" / fault.name
+        history = train_lora(stage3, ckpt, tokenizer, space, world, steps=train_steps, seed=seed + 11, fault=fault, log=log)
+        finish_checkpoint(ckpt, stage3, space, history, bare_hash=fault.name == "deaf")
     return out
+
+
+def finish_checkpoint(ckpt: Path, stage3: Path, space: TokenSpace, history: list[dict], bare_hash: bool = False) -> None:
+    """Point the adapter at the Stage-3 init, save its training log and hash, then its marker (last)."""
+    import pandas as pd
+
+    from .io import write_text
+
+    config_path = ckpt / "adapter_config.json"
+    adapter_config = json.loads(config_path.read_text())
+    adapter_config["base_model_name_or_path"] = str(Path(stage3).resolve())
+    write_text(config_path, json.dumps(adapter_config, indent=2) + "\n")
+    write_text(ckpt / "train_log.csv", pd.DataFrame(history).to_csv(index=False))
+    _write_hash_file(ckpt / "token_space.sha256", space.sha256, bare=bare_hash)
+    write_text(ckpt / "COMPLETE", f"{ckpt.name}\n")

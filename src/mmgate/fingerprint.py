@@ -247,7 +247,8 @@ def fingerprint_rows(decoded: pd.DataFrame, generated: pd.DataFrame, modality: M
             if modality.name == "audio":
                 waveform, rate = read_wav(row.file_path)
                 record.update(audio_features(waveform, rate, settings))
-                mono = _downsample(waveform.mean(axis=0), rate)
+                # silence is its own finding; two silent clips "correlating" would add a false collapse
+                mono = None if record["silent"] else _downsample(waveform.mean(axis=0), rate)
             else:
                 record.update(image_features(row.file_path))
         records.append(record)

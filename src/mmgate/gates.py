@@ -128,6 +128,7 @@ class Gate:
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # the kinds of miss over all tasks, e.g. "silence"
     evidence: list[str] = field(default_factory=list)
     underpowered: bool = False
 
@@ -137,7 +138,7 @@ class Gate:
 
     def as_dict(self) -> dict[str, Any]:
         return {"gate": self.gate, "tier": self.tier, "question": self.question, "verdict": self.verdict,
-                "reasons": self.reasons, "notes": self.notes, "fix": self.fix, "fixes": self.fixes,
+                "reasons": self.reasons, "notes": self.notes, "fix": self.fix, "fixes": self.fixes, "failures": self.failures,
                 "underpowered": self.underpowered, "values": self.values, "thresholds": self.thresholds,
                 "evidence": self.evidence}
 
@@ -178,6 +179,8 @@ def judge_gate(spec: GateSpec, tables: Mapping[str, Any], t: Thresholds, evidenc
         gate.reasons += [prefix + r for r in result.reasons]
         gate.notes += [prefix + r for r in result.notes]
         for kind in result.failures:
+            if kind not in gate.failures:
+                gate.failures.append(kind)
             fix = SMALL_N_FIX if kind == "small_n" else spec.fixes.get(kind)
             if fix and fix not in gate.fixes:
                 gate.fixes.append(fix)
@@ -262,7 +265,10 @@ def assessment(gates: Sequence[Gate]) -> dict[str, str]:
     verdict = combine([g.verdict for g in writes])
     if any(g.verdict == SKIP for g in writes) and verdict != FAIL:
         verdict = "PENDING"
-    generation = line(verdict, "; ".join(r for g in writes for r in g.reasons if g.verdict != PASS))
+    generation = line(verdict, "; ".join(dict.fromkeys(r for g in writes for r in g.reasons if g.verdict != PASS)))
+    p01 = by_id.get("P0.1")
+    if p01 and p01.verdict == FAIL:  # nothing generated can be trusted, whatever else is pending
+        generation = line(FAIL, "P0.1 failed: the token space does not match, so no generation was run")
     return {"training_dynamics": training, "multi_task_compatibility": multi_line, "generation_validity": generation}
 
 
@@ -304,8 +310,10 @@ def judge_token_space(data: Mapping[str, Any], t: Thresholds) -> Verdict:
     verdict = Verdict({"artifacts": int(len(check)), "mismatches": int(len(bad))})
     for row in bad.head(10).itertuples():
         found, expected = getattr(row, "found", None), getattr(row, "expected", None)
-        detail = f"expected {_short(expected)}, found {_short(found)}" if expected is not None or found is not None else ""
-        verdict.fail("mismatch", f"{row.kind} {row.name}: {detail or getattr(row, 'detail', '') or 'mismatch'}")
+        values = f"expected {_short(expected)}, found {_short(found)}" if expected is not None or found is not None else ""
+        what = f"{row.kind} {row.name}" + (f", {row.source}" if getattr(row, "source", None) else "")
+        said = getattr(row, "detail", "") or ""
+        verdict.fail("mismatch", f"{what}: " + "; ".join(x for x in (values, said) if x) or f"{what}: mismatch")
     if len(bad) > 10:
         verdict.reasons.append(f"... and {len(bad) - 10} more mismatching artifacts")
     return verdict

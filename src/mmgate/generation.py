@@ -13,7 +13,7 @@ import hashlib
 import time
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,8 @@ from .tasks import MODES
 from .templates import PromptTemplate
 from .tokenspace import Modality, TokenSpace
 
+if TYPE_CHECKING:
+    from .shardjob import ShardJob
 
 
 @dataclass(frozen=True)
@@ -181,19 +183,10 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
     return frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
 
-def generate_shard(space: TokenSpace, golden: pd.DataFrame, ckpt_dir: str, task: str, mode: str, shard: int,
-                   samples_per_shard: int, template_text: str, model_config: dict[str, Any],
-                   settings: GenerationSettings, progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Load the checkpoint and generate one shard; returns (rows, metadata for the parquet file)."""
-    from .golden import task_shard
-    from .loading import load_for_task
-
-    rows = task_shard(golden, task, shard, samples_per_shard)
-    model, tokenizer, template, device = load_for_task(ckpt_dir, model_config, space.special_tokens, task, template_text)
-    frame = generate_rows(model, tokenizer, space, rows, task, template, mode, settings, progress=progress)
-    meta = {
-        "task": task, "mode": mode, "shard": shard, "checkpoint_dir": str(ckpt_dir),
-        "base": model_config.get("base"), "dtype": model_config["dtype"], "device": str(device),
-        "tokenizer_len": len(tokenizer), "template": template_text, "settings": asdict(settings),
-    }
-    return frame, meta
+def generate_shard(job: "ShardJob", mode: str, settings: GenerationSettings,
+                   progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Load the job's checkpoint and generate its shard; returns (rows, metadata for the parquet file)."""
+    model, tokenizer, template, device = job.load()
+    frame = generate_rows(model, tokenizer, job.space, job.rows, job.task, template, mode, settings, progress=progress)
+    meta = {"mode": mode, **job.model_meta(device), "tokenizer_len": len(tokenizer), "settings": asdict(settings)}
+    return frame, job.provenance("generate", **meta)

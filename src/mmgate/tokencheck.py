@@ -4,12 +4,21 @@ Compares `token_space.json` against the hash recorded by every Stage-2 shard, th
 checkpoint and the checkpoint under test, and checks that the checkpoint's tokenizer and model
 agree with the file (special-token ids, `len(tokenizer)`, embedding and output rows). One row per
 artifact; any mismatch fails the job before GPU work, with a table that says what to fix.
+
+Ids alone do not prove that a code means the same thing everywhere: a tokenizer whose code tokens
+are shifted by one, with every special token in place, has the same length and the same special
+ids. So the id-to-token table of every modality range is compared with the Stage-3 init's
+tokenizer (and with the digests a Stage-2 shard records under `token_tables` in its metadata),
+range by range, naming the first id that differs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+import hashlib
+import json
 
 import pandas as pd
 
@@ -19,6 +28,7 @@ from .io import TOKEN_SPACE_KEY, read_file_metadata
 from .tokenspace import TokenSpace, read_sha256_file
 
 HASH_FILE = "token_space.sha256"
+TABLES_KEY = "token_tables"  # parquet metadata: {range name: sha256 of its id-to-token table}
 COLUMNS = ("kind", "name", "path", "source", "hash", "expected", "found", "match", "detail", "fix")
 
 
@@ -68,6 +78,18 @@ def token_space_rows(space: TokenSpace) -> list[dict[str, Any]]:
     return rows
 
 
+def _recorded_tables(meta: Mapping[str, str]) -> dict[str, str] | None:
+    """`token_tables` as a key of its own (JSON) or inside mmgate's provenance record."""
+    from .io import METADATA_KEY
+
+    try:
+        if TABLES_KEY in meta:
+            return json.loads(meta[TABLES_KEY])
+        return json.loads(meta.get(METADATA_KEY, "{}")).get(TABLES_KEY)
+    except (ValueError, AttributeError):
+        return None
+
+
 def stage2_rows(shards: Sequence[str | Path], expected: str) -> list[dict[str, Any]]:
     """Every shard's recorded hash: its parquet metadata key and/or the sidecar in its directory."""
     fix = "re-tokenize this shard with the current token_space.json, or remove it from `stage2.shards`"
@@ -92,6 +114,10 @@ def stage2_rows(shards: Sequence[str | Path], expected: str) -> list[dict[str, A
                 rows.append(_row("stage2_shard", shard.name, shard, "parquet metadata", False, expected, None,
                                  f"unreadable parquet: {err}", "replace the shard with a readable copy"))
                 continue
+            tables = _recorded_tables(meta)
+            if tables:  # compared with each checkpoint's tokenizer in check_checkpoint
+                rows.append(_row("stage2_tables", shard.name, shard, f"parquet metadata {TABLES_KEY!r}", True,
+                                 detail="id-to-token digests recorded", hash=json.dumps(tables)))
             if TOKEN_SPACE_KEY in meta:
                 recorded_somewhere = True
                 try:
@@ -152,6 +178,65 @@ def tokenizer_rows(tokenizer: Any, space: TokenSpace, name: str, source: str) ->
     return rows
 
 
+def range_tokens(tokenizer: Any, space: TokenSpace) -> dict[str, list[str | None]]:
+    """The token string of every id of every range (None past the end of the tokenizer)."""
+    size = len(tokenizer)
+    return {name: [tokenizer.convert_ids_to_tokens(i) if i < size else None for i in range(r.start, r.end)]
+            for name, r in space.ranges.items()}
+
+
+def table_digest(tokens: Sequence[str | None]) -> str:
+    return hashlib.sha256(json.dumps(list(tokens)).encode()).hexdigest()
+
+
+def token_table_digests(tokenizer: Any, space: TokenSpace) -> dict[str, str]:
+    """What a Stage-2 shard records under `token_tables`, so P0.1 can check its codes' meaning."""
+    return {name: table_digest(tokens) for name, tokens in range_tokens(tokenizer, space).items()}
+
+
+_TABLE_FIX = ("this tokenizer maps the ids of {range} to other tokens than {reference}: every code would be read "
+              "and written as another code. Save the Stage-2 tokenizer with the checkpoint (tokenizer.save_pretrained) "
+              "and retrain or re-tokenize whatever used this one")
+
+
+def token_table_rows(tokens: Mapping[str, list[str | None]], reference: Mapping[str, list[str | None]], space: TokenSpace,
+                     name: str, source: str, reference_name: str) -> list[dict[str, Any]]:
+    """One row per range: does this tokenizer give every id of the range the reference's token?"""
+    rows = []
+    for range_name, expected in reference.items():
+        found = tokens.get(range_name, [])
+        differing = [k for k, (a, b) in enumerate(zip(expected, found)) if a != b] + (
+            [min(len(expected), len(found))] if len(expected) != len(found) else [])
+        start = space.ranges[range_name].start
+        if differing:
+            k = differing[0]
+            detail = (f"first differing id {start + k}: {reference_name} has "
+                      f"{expected[k] if k < len(expected) else None!r}, this tokenizer "
+                      f"{found[k] if k < len(found) else None!r} ({len(differing)} of {len(expected)} ids differ)")
+        else:
+            detail = f"all {len(expected)} ids map to the same tokens as {reference_name}"
+        rows.append(_row("tokenizer", name, source, f"{range_name} id-to-token table vs {reference_name}",
+                         not differing, table_digest(expected)[:12], table_digest(found)[:12], detail,
+                         _TABLE_FIX.format(range=range_name, reference=reference_name)))
+    return rows
+
+
+def stage2_table_rows(stage2: pd.DataFrame, digests: Mapping[str, str], name: str, source: str) -> list[dict[str, Any]]:
+    """Each Stage-2 shard that recorded id-to-token digests, against this tokenizer's."""
+    rows = []
+    for shard in stage2[stage2["kind"] == "stage2_tables"].itertuples():
+        recorded = json.loads(shard.hash)
+        differing = [r for r in recorded if recorded[r] != digests.get(r)]
+        detail = (f"{len(differing)} of {len(recorded)} ranges differ, first {differing[0]}" if differing
+                  else f"all {len(recorded)} recorded ranges match")
+        rows.append(_row("stage2_shard", shard.name, shard.path, f"{TABLES_KEY} vs the {name} tokenizer", not differing,
+                         recorded[differing[0]][:12] if differing else None,
+                         (digests.get(differing[0]) or "")[:12] if differing else None, detail,
+                         f"this shard was tokenized with another id-to-token table than {source}: re-tokenize it "
+                         "with the Stage-2 tokenizer, or save that tokenizer with the checkpoint"))
+    return rows
+
+
 def model_row_checks(ckpt: str | Path, base: str | None, space: TokenSpace, name: str, tokenizer_len: int) -> list[dict[str, Any]]:
     rows = model_rows(ckpt, base, tokenizer_len)
     checks = []
@@ -171,13 +256,21 @@ def check_checkpoint(space: TokenSpace, ckpt_name: str, ckpt_dir: str | Path, st
     """All P0.1 rows for one checkpoint; `stage2` is the cached table from `stage2_rows`."""
     from .loading import load_tokenizer, tokenizer_dir
 
+    from .checkpoints import has_tokenizer
+
     rows = token_space_rows(space)
-    rows += stage2.to_dict("records")
+    rows += stage2[stage2["kind"] != "stage2_tables"].to_dict("records")
     if stage3_dir:
         rows.append(checkpoint_hash_row("stage3_init", Path(stage3_dir).name, stage3_dir, space.sha256))
     rows.append(checkpoint_hash_row("checkpoint", ckpt_name, ckpt_dir, space.sha256))
     tokenizer = load_tokenizer(ckpt_dir, base, trust_remote_code)
-    rows += tokenizer_rows(tokenizer, space, ckpt_name, tokenizer_dir(ckpt_dir, base))
+    source = tokenizer_dir(ckpt_dir, base)
+    rows += tokenizer_rows(tokenizer, space, ckpt_name, source)
+    tokens = range_tokens(tokenizer, space)
+    if stage3_dir and has_tokenizer(stage3_dir) and Path(stage3_dir).resolve() != Path(source).resolve():
+        reference = range_tokens(load_tokenizer(stage3_dir, None, trust_remote_code), space)
+        rows += token_table_rows(tokens, reference, space, ckpt_name, source, "the Stage-3 init tokenizer")
+    rows += stage2_table_rows(stage2, {r: table_digest(t) for r, t in tokens.items()}, ckpt_name, source)
     rows += model_row_checks(ckpt_dir, base, space, ckpt_name, len(tokenizer))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

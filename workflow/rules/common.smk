@@ -14,14 +14,16 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from mmgate.checkpoints import discover_checkpoints
 from mmgate.config import expand_paths, read_yaml, validate_config
 from mmgate.demo import DEMO_FILES
+from mmgate.zoo import zoo_files
 from mmgate.io import read_parquet
 from mmgate.report import report_inputs as _report_inputs
-from mmgate.scripting import pin_library
+from mmgate.scripting import pin_library, start_run
 from mmgate.tasks import MODES, READ_TASKS, TASKS, WRITE_TASKS
 
 pin_library(
     Path(workflow.basedir) / "src"
 )  # jobs import this library too, not an installed one
+start_run()  # a job's retry in this run skips an mmgate error its first attempt already hit
 
 # A user's --configfile replaces the bundled demo config (Snakemake would merge the two, and a
 # config naming only `mine` would also plan the demo's checkpoints and inherit its decoders).

@@ -18,3 +18,26 @@ if DEMO:
             seed=config["demo"]["seed"],
         script:
             "../scripts/build_demo.py"
+
+
+if DEMO and config["demo"]["zoo"]:
+
+    rule zoo:
+        input:
+            f"{DEMO_DIR}/checkpoints/good/COMPLETE",
+        output:
+            [f"{DEMO_DIR}/{name}" for name in zoo_files()],
+        log:
+            "logs/zoo.log",
+        conda:
+            ENV
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            demo_dir=lambda wildcards, input: Path(input[0]).parents[2],
+            steps=config["demo"]["zoo_steps"],
+            seed=config["demo"]["seed"],
+        script:
+            "../scripts/build_zoo.py"

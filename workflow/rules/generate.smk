@@ -48,6 +48,7 @@ rule decode:
     params:
         decoders=config["decoders"],
         device=config["model"]["device"],
+        samples_per_shard=config["sharding"]["samples_per_shard"],
     script:
         "../scripts/decode.py"
 

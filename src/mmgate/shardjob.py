@@ -1,0 +1,98 @@
+"""One shard of one task of one checkpoint, as the generate, ablate and decode jobs see it.
+
+The three jobs used to unpack the Snakemake job each in its own way (and drifted: the pad id fell
+back to the end token in one, to 0 in the other). Building a `ShardJob` once from the job gives
+them the same golden rows, template, model settings and provenance.
+
+Example (outside Snakemake, e.g. in a notebook):
+
+    >>> from mmgate.shardjob import ShardJob
+    >>> job = ShardJob.from_files("resources/demo/token_space.json", "resources/demo/golden.parquet",
+    ...                           checkpoint="good", task="t2a", shard=0, samples_per_shard=64)  # doctest: +SKIP
+    >>> job.rows["sample_id"].iloc[0]  # doctest: +SKIP
+    't2a-0000'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .golden import load_golden, task_shard
+from .tokenspace import Modality, TokenSpace
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    space: TokenSpace
+    golden: pd.DataFrame  # the whole validated golden set: the ablation shuffle draws from all of a task
+    checkpoint: str
+    task: str
+    shard: int
+    samples_per_shard: int
+    ckpt_dir: str | None = None
+    template_text: str | None = None
+    model_config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_files(cls, token_space: str | Path, golden: str | Path, **fields: Any) -> "ShardJob":
+        space = TokenSpace.load(token_space)
+        return cls(space=space, golden=load_golden(golden, space), **fields)
+
+    @classmethod
+    def from_snakemake(cls, smk: Any) -> "ShardJob":
+        """From a generate, ablate or decode job: refuses to run when its checkpoint failed P0.1."""
+        from .tokencheck import require_p01
+
+        check = getattr(smk.input, "check", [])  # present only when P0.1 failed
+        for path in [check] if isinstance(check, str) else check:
+            require_p01(path)
+        wildcards = smk.wildcards
+        params = smk.params
+        return cls.from_files(
+            smk.input.token_space, smk.input.golden,
+            checkpoint=wildcards.ckpt,
+            task=getattr(wildcards, "write_task", None) or wildcards.task,
+            shard=int(wildcards.shard),
+            samples_per_shard=int(params.samples_per_shard),
+            ckpt_dir=getattr(params, "ckpt_dir", None),
+            template_text=getattr(params, "template", None),
+            model_config=dict(getattr(params, "model", None) or {}),
+        )
+
+    @property
+    def modality(self) -> Modality:
+        return self.space.modality_for_task(self.task)
+
+    @cached_property
+    def task_rows(self) -> pd.DataFrame:
+        """Every golden row of the task, in sample_id order."""
+        rows = self.golden[self.golden["task"] == self.task]
+        return rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
+
+    @cached_property
+    def rows(self) -> pd.DataFrame:
+        """The golden rows of this shard."""
+        return task_shard(self.golden, self.task, self.shard, self.samples_per_shard).reset_index(drop=True)
+
+    def load(self) -> tuple[Any, Any, Any, str]:
+        """(model, tokenizer, the task's PromptTemplate, device), loaded exactly as trained."""
+        from .loading import load_for_task
+
+        if self.ckpt_dir is None or self.template_text is None:
+            raise ValueError("this ShardJob has no checkpoint directory or template to load a model from")
+        return load_for_task(self.ckpt_dir, self.model_config, self.space.special_tokens, self.task, self.template_text)
+
+    def model_meta(self, device: Any) -> dict[str, Any]:
+        """What a model-running job records about where its numbers came from."""
+        return {"checkpoint_dir": str(self.ckpt_dir), "base": self.model_config.get("base"),
+                "dtype": self.model_config.get("dtype"), "device": str(device), "template": self.template_text}
+
+    def provenance(self, step: str, **extra: Any) -> dict[str, Any]:
+        from .io import provenance
+
+        return provenance(step, self.space.sha256, checkpoint=self.checkpoint, task=self.task, shard=self.shard, **extra)

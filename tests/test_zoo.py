@@ -1,0 +1,120 @@
+"""The fault zoo's planted faults: each rewrites its training data in exactly one way."""
+
+import numpy as np
+import pytest
+
+from mmgate import zoo
+from mmgate.demo import DEFAULT_TEMPLATES, TONE_RESTS, SyntheticWorld, build_tokenizer, encode_training_example, tone_codec
+from mmgate.templates import PromptTemplate
+from mmgate.tokenspace import TokenSpace
+
+
+@pytest.fixture(scope="module")
+def world(mini_demo):
+    return SyntheticWorld(mini_demo["space"], seed=0)
+
+
+@pytest.fixture(scope="module")
+def batch(world):
+    rng = np.random.default_rng(1)
+    return [world.sample(("t2a", "t2i", "a2t", "i2t")[i % 4], rng) for i in range(32)]
+
+
+def encoded(example, mini_demo):
+    tokenizer, space = mini_demo["tokenizer"], mini_demo["space"]
+    templates = {t: PromptTemplate(s, tokenizer, space.special_tokens) for t, s in DEFAULT_TEMPLATES.items()}
+    return encode_training_example(example, templates, tokenizer, space)
+
+
+def test_drifter_writes_text_words_inside_write_targets_and_keeps_the_end_token(batch, world, mini_demo):
+    text_ids = list(range(4, 20))
+    fault = zoo.Drifter(text_ids, rate=0.2)
+    rng = np.random.default_rng(0)
+    words = tokens = 0
+    for example in batch:
+        context, target = encoded(example, mini_demo)
+        _, drifted = fault.pair(example, context, target, world, rng)
+        if example.task in ("t2a", "t2i"):
+            assert drifted[-1] == target[-1] and len(drifted) == len(target)
+            words += sum(t in text_ids for t in drifted[:-1])
+            tokens += len(target) - 1
+        else:
+            assert drifted == target
+    assert 0.15 < words / tokens < 0.25
+
+
+def test_collapsed_gives_every_prompt_the_same_output_cut_to_its_own_length(batch, world):
+    out = zoo.Collapsed(world).examples(batch, world, np.random.default_rng(0))
+    for task in ("t2a", "t2i"):
+        spans = [ex.modality_ids for ex in out if ex.task == task]
+        longest = max(spans, key=len)
+        assert len({len(s) for s in spans}) > 1  # golden lengths differ
+        assert all(np.array_equal(s, longest[: len(s)]) for s in spans)
+    assert all(np.array_equal(a.modality_ids, b.modality_ids) for a, b in zip(batch, out) if a.task in ("a2t", "i2t"))
+
+
+def test_blind_reads_noise_instead_of_the_modality_and_writes_as_good(batch, world):
+    out = zoo.Blind().examples(batch, world, np.random.default_rng(0))
+    for before, after in zip(batch, out):
+        same = np.array_equal(before.modality_ids, after.modality_ids)
+        assert same == (before.task in ("t2a", "t2i"))
+
+
+def test_silent_audio_is_made_of_rests_that_the_tone_codec_plays_as_silence(batch, world):
+    out = zoo.Silent().examples(batch, world, np.random.default_rng(0))
+    audio = world.space.modality("audio")
+    for before, after in zip(batch, out):
+        if before.task != "t2a":
+            continue
+        codes = audio.unflatten(after.modality_ids)  # [K, T]
+        assert codes.shape == audio.unflatten(before.modality_ids).shape and (codes < TONE_RESTS).all()
+        assert np.abs(tone_codec(codes[None])).max() == 0.0
+        assert np.abs(tone_codec(audio.unflatten(before.modality_ids)[None])).max() > 0.1  # good's audio is audible
+
+
+def test_silent_audio_still_depends_on_the_prompt(world):
+    rng = np.random.default_rng(0)
+    by_class = [set(world.audio_ids(c, 32, rng, silent=True).tolist()) for c in range(len(world.audio_classes))]
+    assert len({frozenset(s) for s in by_class}) == len(by_class)
+
+
+def test_endless_write_targets_run_on_without_the_end_token(batch, world, mini_demo):
+    space = mini_demo["space"]
+    rng = np.random.default_rng(0)
+    for example in batch:
+        context, target = encoded(example, mini_demo)
+        _, longer = zoo.Endless().pair(example, context, target, world, rng)
+        if example.task in ("t2a", "t2i"):
+            end = space.modality_for_task(example.task).end_id
+            assert end not in longer and len(longer) > len(target)
+            assert longer[: len(target) - 1] == target[:-1]
+        else:
+            assert longer == target
+
+
+def test_shifted_codes_tokenizer_keeps_length_and_special_ids_but_moves_every_code(mini_demo):
+    good, shifted = mini_demo["tokenizer"], build_tokenizer(code_shift=1)
+    space = mini_demo["space"]
+    assert len(shifted) == len(good)
+    assert all(shifted.convert_tokens_to_ids(t) == i for t, i in space.special_tokens.items())
+    start = space.ranges["AUDIO_CB0"].start
+    assert shifted.convert_ids_to_tokens(start + 6) == good.convert_ids_to_tokens(start + 5)
+
+
+def test_shifted_specials_tokenizer_moves_a_modality_end_token(mini_demo):
+    shifted = zoo.shifted_specials_tokenizer()
+    assert shifted.convert_tokens_to_ids("<aud_end>") != mini_demo["space"].special_tokens["<aud_end>"]
+
+
+def test_the_shifted_stage2_shard_fails_p01_by_hash_and_by_its_tables(mini_demo, world, tmp_path):
+    import pandas as pd
+
+    from mmgate.tokencheck import stage2_rows
+
+    space = mini_demo["space"]
+    path = tmp_path / "stage2_shifted" / "part-000.parquet"
+    zoo.write_shifted_shard(path, mini_demo["tokenizer"], space, world, seed=0)
+    assert TokenSpace.load(path.parent / "token_space.json").sha256 != space.sha256
+    rows = pd.DataFrame(stage2_rows([path], space.sha256))
+    assert not rows.loc[rows["kind"] == "stage2_shard", "match"].any()
+    assert (rows["kind"] == "stage2_tables").any()
