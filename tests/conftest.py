@@ -20,12 +20,46 @@ def snakemake(*args, cwd=REPO, check=True, timeout=1800, snakefile=REPO / "Snake
     return proc
 
 
+ZOO_CONFIG = REPO / "config" / "examples" / "fault-zoo.yaml"
+TEST_PER_TASK = 32  # golden examples per task in the suite's end-to-end run (the README's demo: 256)
+
+
 @pytest.fixture(scope="session")
 def demo_workdir(tmp_path_factory):
     """The README's demo, run by Snakemake in a fresh working directory (builds and trains the demo)."""
     workdir = tmp_path_factory.mktemp("demo_run")
     snakemake("check_token_space", "--cores", "2", "-d", str(workdir), "--configfile", str(CONFIG))
     return workdir
+
+
+def golden_subset(source: Path, target: Path, per_task: int) -> Path:
+    """The first `per_task` golden examples of each task (by sample_id), as a golden set of its own."""
+    from mmgate.golden import read_golden
+    from mmgate.io import write_parquet
+
+    golden = read_golden(source).sort_values("sample_id", kind="stable")
+    write_parquet(golden.groupby("task").head(per_task).reset_index(drop=True), target, {})
+    return target
+
+
+@pytest.fixture(scope="session")
+def zoo_run(request):
+    """The demo and the fault zoo, every stage of every checkpoint, in the demo's working directory,
+    on the first TEST_PER_TASK golden examples per task (and `gates.min_n` set to that): what
+    `snakemake --configfile config/config.yaml config/examples/fault-zoo.yaml` does, at an eighth of
+    the samples so that the suite stays quick. MMGATE_TEST_ZOO_RUN=<dir> reuses such a finished run
+    (made by this fixture) while working on the tests that read it."""
+    import os
+
+    if os.environ.get("MMGATE_TEST_ZOO_RUN"):
+        return Path(os.environ["MMGATE_TEST_ZOO_RUN"])
+    demo_workdir = request.getfixturevalue("demo_workdir")
+    golden = golden_subset(demo_workdir / "resources/demo/golden.parquet", demo_workdir / "golden-test.parquet", TEST_PER_TASK)
+    overrides = demo_workdir / "test-overrides.yaml"
+    overrides.write_text(json.dumps({"golden_set": str(golden), "gates": {"min_n": TEST_PER_TASK},
+                                     "sharding": {"samples_per_shard": TEST_PER_TASK}}))
+    snakemake("--cores", "2", "-d", str(demo_workdir), "--configfile", str(CONFIG), str(ZOO_CONFIG), str(overrides))
+    return demo_workdir
 
 
 def small_spec(layout: str = "frame_major") -> dict:

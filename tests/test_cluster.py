@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import BIN, CONFIG, REPO, snakemake
+from conftest import BIN, CONFIG, REPO, golden_subset, snakemake
 
 from mmgate.io import read_parquet
 
@@ -38,13 +38,22 @@ def scheduled_outputs(output: str) -> list[str]:
     return re.findall(r"^\s+output: (.+)$", output, re.M)
 
 
-def data_config(tmp_path: Path, demo: Path, **changes) -> Path:
-    """The demo config pointing at a copy of the built demo data, with the demo rule off."""
+PER_TASK, PER_SHARD = 32, 16  # small golden set, two shards per task: scheduling is what these tests are about
+
+
+def data_config(tmp_path: Path, demo: Path, per_task: int | None = PER_TASK, **changes) -> Path:
+    """The demo config pointing at a copy of the built demo data, with the demo rule off, on the
+    first `per_task` golden examples per task (`gates.min_n` set to match); None keeps all 256."""
     data = tmp_path / "data"
     if not data.exists():
-        shutil.copytree(demo / "resources" / "demo", data)
+        shutil.copytree(demo / "resources" / "demo", data, ignore=shutil.ignore_patterns("zoo"))
+        if per_task:
+            golden_subset(data / "golden.parquet", data / "golden.parquet", per_task)
     config = yaml.safe_load(yaml.safe_dump(yaml.safe_load(CONFIG.read_text())).replace("resources/demo", str(data)))
     config["demo"]["build"] = False
+    if per_task:
+        config["gates"]["min_n"] = per_task
+        config["sharding"]["samples_per_shard"] = PER_SHARD
     config.update(changes)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -66,7 +75,9 @@ def test_demo_through_real_sbatch_jobs_requests_gpus_and_matches_a_local_run(dem
     if reason:
         print(f"SKIPPED: {reason}")
         pytest.skip(reason)
-    config = data_config(tmp_path, demo_workdir)  # the built demo data; every stage runs as a SLURM job
+    # the built demo data, `good` on 16 examples per task: every stage runs as a SLURM job (verdicts
+    # are the fault zoo's business; this is about jobs, their resources and their outputs)
+    config = data_config(tmp_path, demo_workdir, per_task=PER_SHARD, checkpoints={"good": str(tmp_path / "data/checkpoints/good")})
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     # the plugin's status polling hangs on some failures; SIGINT (not SIGTERM) stops it
     cmd = ["timeout", "-s", "INT", "-k", "30", "2400", str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
@@ -82,21 +93,19 @@ def test_demo_through_real_sbatch_jobs_requests_gpus_and_matches_a_local_run(dem
         by_rule.setdefault(rule.group(1) if rule else "?", []).append((tres, state, submit))
     assert {"token_space_stage2", "token_space", "generate", "decode", "fingerprint", "ablate", "ablation_summary",
             "report", "trend"} <= set(by_rule), jobs
-    assert len(by_rule["generate"]) == 16 and len(by_rule["ablate"]) == 16
+    assert len(by_rule["generate"]) == 4 and len(by_rule["ablate"]) == 4  # 2 tasks x 2 modes; 4 tasks, one shard each
     for rule in ("generate", "ablate", "decode"):
         for tres, state, submit in by_rule[rule]:
             assert "gres/gpu=1" in tres and "--gpus=fake:1" in submit and state == "COMPLETED", (tres, submit)
     for tres, state, submit in by_rule["token_space"]:
         assert "gres/gpu" not in tres and "-A mmgate" in submit and state == "COMPLETED"
-    verdicts = {ckpt: json.loads((tmp_path / f"results/report/ckpt={ckpt}/gates.json").read_text()) for ckpt in ("good", "deaf")}
-    assert all(g["verdict"] in ("PASS", "WARN") for g in verdicts["good"]["gates"] if g["gate"].startswith("P0"))
-    assert verdicts["good"]["overall"] == "ready to promote"
-    assert {g["gate"]: g["verdict"] for g in verdicts["deaf"]["gates"]}["P0.4"] == "FAIL"
-    # the same tokens and losses as a local run of the same demo
+    good = json.loads((tmp_path / "results/report/ckpt=good/gates.json").read_text())
+    assert all(g["verdict"] in ("PASS", "WARN") for g in good["gates"] if g["gate"].startswith("P0")), good["gates"]
+    # the same tokens and losses as a local run of the same config
     targets = ["results/generate/ckpt=good/task=t2a/mode=constrained/part-000.parquet",
                "results/ablate/ckpt=good/task=a2t/part-000.parquet"]
-    local = demo_workdir
-    snakemake(*targets, "--cores", "2", "-d", str(local), "--configfile", str(CONFIG))
+    local = tmp_path / "local"
+    snakemake(*targets, "--cores", "2", "-d", str(local), "--configfile", str(config))
     for target in targets:
         ours, theirs = read_parquet(tmp_path / target), read_parquet(local / target)
         if "generated_ids" in ours:
@@ -188,7 +197,8 @@ def test_changing_a_generation_setting_reruns_generation_and_its_dependents_only
 @pytest.mark.slow
 def test_a_generation_job_killed_mid_shard_leaves_no_parquet_and_the_next_run_finishes(demo_workdir, tmp_path):
     # one sample a batch: the shard takes long enough to be killed in the middle
-    config = data_config(tmp_path, demo_workdir, generation={**yaml.safe_load(CONFIG.read_text())["generation"], "batch_size": 1})
+    config = data_config(tmp_path, demo_workdir, per_task=None,
+                         generation={**yaml.safe_load(CONFIG.read_text())["generation"], "batch_size": 1})
     target = "results/generate/ckpt=good/task=t2a/mode=free/part-000.parquet"
     cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), target, "--cores", "2", "-d", str(tmp_path),
            "--configfile", str(config)]
@@ -287,7 +297,7 @@ def test_a_shrunken_golden_set_gives_verdicts_on_the_new_samples_only(complete_r
     gates = {g["gate"]: g for g in report["gates"]}
     for gate in ("P0.2", "P0.3", "P1.1", "P1.3"):
         assert {task: v["n"] for task, v in gates[gate]["values"].items()} == {"t2a": 10, "t2i": 10}, gate
-    assert gates["P1.2"]["verdict"] == "WARN" and any("n=10 < min_n=256" in r for r in gates["P1.2"]["reasons"])
+    assert gates["P1.2"]["verdict"] == "WARN" and any(f"n=10 < min_n={PER_TASK}" in r for r in gates["P1.2"]["reasons"])
     assert gates["P1.2"]["values"]["i2t"] == "SKIP: task absent from the golden set"
     assert report["overall"] != "ready to promote"
 

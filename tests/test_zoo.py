@@ -1,6 +1,7 @@
 """The fault zoo's planted faults: each rewrites its training data in exactly one way."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mmgate import zoo
@@ -107,8 +108,6 @@ def test_shifted_specials_tokenizer_moves_a_modality_end_token(mini_demo):
 
 
 def test_the_shifted_stage2_shard_fails_p01_by_hash_and_by_its_tables(mini_demo, world, tmp_path):
-    import pandas as pd
-
     from mmgate.tokencheck import stage2_rows
 
     space = mini_demo["space"]
@@ -118,3 +117,87 @@ def test_the_shifted_stage2_shard_fails_p01_by_hash_and_by_its_tables(mini_demo,
     rows = pd.DataFrame(stage2_rows([path], space.sha256))
     assert not rows.loc[rows["kind"] == "stage2_shard", "match"].any()
     assert (rows["kind"] == "stage2_tables").any()
+
+
+# ---------------------------------------------------------------------------------- the whole zoo
+
+GATES = ("P0.1", "P0.2", "P0.3", "P0.4", "P1.1", "P1.2", "P1.3", "TD")
+
+
+def verdict_row(p01="PASS", **changed):
+    """A member's expected verdicts: `good`'s, with the planted fault's gates changed."""
+    row = dict.fromkeys(GATES, "PASS")
+    if p01 == "FAIL":
+        row = dict.fromkeys(GATES, "SKIP")
+    row["P0.1"] = p01
+    row.update({gate.replace("_", "."): verdict for gate, verdict in changed.items()})
+    return row
+
+
+@pytest.fixture(scope="module")
+def zoo_reports(zoo_run):
+    import json
+
+    root = zoo_run / "results" / "report"
+    return {p.parent.name.split("=", 1)[1]: json.loads(p.read_text()) for p in root.glob("ckpt=*/gates.json")}
+
+
+# Measured on the suite's run (64 examples per task) and on the README's (256): the tiny demo
+# model leaves its modality in free mode, so every member WARNs P0.2 "valid only with constrained
+# decoding"; fine-tuned members show the change of training data as TD loss spikes.
+EXPECTED = {
+    "good": verdict_row(P0_2="WARN"),
+    "deaf": verdict_row(P0_2="WARN", P0_4="FAIL", P1_2="FAIL"),
+    "drifter": verdict_row(P0_2="WARN", TD="WARN"),
+    "collapsed": verdict_row(P0_2="WARN", P0_4="FAIL", P1_3="FAIL", TD="WARN"),
+    "blind": verdict_row(P0_2="WARN", P1_2="FAIL", TD="WARN"),
+    "silent": verdict_row(P0_2="WARN", P0_4="FAIL", P1_3="FAIL", TD="WARN"),
+    "endless": verdict_row(P0_2="WARN", P1_1="WARN", TD="WARN"),
+    "shifted_specials": verdict_row(p01="FAIL"),
+    "shifted_codes": verdict_row(p01="FAIL"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("member", list(EXPECTED))
+def test_every_zoo_member_gets_its_expected_verdict_on_every_gate(zoo_reports, member):
+    got = {g["gate"]: g["verdict"] for g in zoo_reports[member]["gates"]}
+    assert got == EXPECTED[member], {g["gate"]: g["reasons"] for g in zoo_reports[member]["gates"] if g["reasons"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("catch", zoo.CATCHES, ids=lambda c: f"{c.member}-{c.gate}")
+def test_each_fault_is_caught_by_its_own_gate_with_a_margin_that_good_does_not_cross(zoo_reports, catch):
+    row = next(r for r in zoo.catch_table(zoo_reports) if r["member"] == catch.member and r["gate"] == catch.gate)
+    assert row["verdict"] == catch.verdict and catch.kind in row["caught_as"], row
+    assert zoo.crosses(row["value"], row["threshold"], catch.fails_when), row
+    if catch.separated:
+        assert not zoo.crosses(row["good"], row["threshold"], catch.fails_when), row
+
+
+@pytest.mark.slow
+def test_the_drifter_differs_from_good_only_in_degree_on_p02(zoo_reports):
+    def p02(member):
+        return next(g for g in zoo_reports[member]["gates"] if g["gate"] == "P0.2")["values"]
+
+    drifter, good = p02("drifter"), p02("good")
+    for task in ("t2a", "t2i"):
+        # the constraint removes what the model wants to write outside its modality: text, for the drifter
+        assert drifter[task]["removed_mass_mean"] > 2 * good[task]["removed_mass_mean"], (drifter[task], good[task])
+        assert drifter[task]["free_out_of_range_pct"] > good[task]["free_out_of_range_pct"]
+
+
+@pytest.mark.slow
+def test_the_shifted_stage2_shard_is_named_for_every_checkpoint(zoo_run):
+    from mmgate.tokencheck import check_checkpoint, stage2_rows
+    from mmgate.tokenspace import TokenSpace
+
+    demo = zoo_run / "resources/demo"
+    space = TokenSpace.load(demo / "token_space.json")
+    shards = sorted((demo / "stage2").glob("part-*.parquet")) + [demo / "zoo" / zoo.SHIFTED_SHARD]
+    stage2 = pd.DataFrame(stage2_rows(shards, space.sha256))
+    for ckpt in (demo / "checkpoints/good", demo / "checkpoints/deaf", demo / "zoo/drifter"):
+        rows = check_checkpoint(space, ckpt.name, ckpt, stage2, demo / "stage3_init", base=str(demo / "stage3_init"))
+        failed = rows[~rows["match"]]
+        assert str(shards[-1]) in set(failed["path"]), failed  # by its hash and by its id-to-token tables
+        assert all(path.startswith(str(shards[-1].parent)) for path in failed["path"]), failed

@@ -330,6 +330,7 @@ class Fault:
     """
 
     name = "good"
+    steps_scale = 1  # a zoo member that must learn tokens `good` never wrote trains longer
 
     def examples(self, examples: list[Example], world: "SyntheticWorld", rng: np.random.Generator) -> list[Example]:
         return examples

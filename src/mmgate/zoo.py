@@ -9,7 +9,7 @@ member               planted fault                                              
 ===================  ===============================================================  ========
 ``drifter``          10 % of the tokens of every audio/image target are text words    P0.2
 ``collapsed``        one clip and one image for every prompt, cut to each length      P1.3
-``blind``            captions trained on noise codes instead of the audio/image       P1.2
+``blind``            captions trained on noise or another example's audio/image       P1.2
 ``silent``           audio drawn from each class's rests (the tone codec's silence)   P1.3
 ``endless``          audio/image targets run on past their length with no end token   P1.1
 ``shifted_specials`` tokenizer where ``<aud_end>`` and ``<img_end>`` trade ids           P0.1
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from .demo import (
-    AUDIO_FRAMES, N_CODEBOOKS, SPECIAL_TOKENS, Example, Fault, SyntheticWorld, build_tokenizer, encode_training_example,
-    finish_checkpoint, text_words, token_space_spec, train_lora, without_conditioning,
+    AUDIO_FRAMES, SPECIAL_TOKENS, Deaf, Fault, SyntheticWorld, build_tokenizer, encode_training_example,
+    finish_checkpoint, text_words, train_lora,
 )
 from .tasks import READ_TASKS, WRITE_TASKS
 from .tokenspace import TokenSpace
@@ -72,18 +72,23 @@ class Collapsed(Fault):
 
 
 class Blind(Fault):
-    """Captions without looking: every A2T/I2T input is noise codes, so captions follow the marginal."""
+    """Captions without looking: every A2T/I2T input is noise codes or another example's, so
+    captions follow the marginal (`deaf`'s training, on the read tasks only)."""
 
     name = "blind"
 
     def examples(self, examples, world, rng):
-        return [without_conditioning(ex, world.space, rng) if ex.task in READ_TASKS else ex for ex in examples]
+        deafened = Deaf().examples(examples, world, rng)
+        return [d if ex.task in READ_TASKS else ex for ex, d in zip(examples, deafened)]
 
 
 class Silent(Fault):
-    """Audio that decodes to silence: T2A targets drawn from the class's rests (still prompt-dependent)."""
+    """Audio that decodes to silence: T2A targets drawn from the class's rests (still prompt-dependent).
+
+    `good` never wrote a rest, so this member learns 32 new tokens and trains twice as long."""
 
     name = "silent"
+    steps_scale = 2
 
     def examples(self, examples, world, rng):
         return [replace(ex, modality_ids=world.audio_ids(ex.cls, int(ex.meta["n_frames"]), rng, silent=True))
@@ -128,7 +133,7 @@ def shifted_specials_tokenizer():
     return build_tokenizer(order)
 
 
-def build_zoo(demo_dir: str | Path, steps: int = 150, seed: int = 0, members: tuple[str, ...] = MEMBERS,
+def build_zoo(demo_dir: str | Path, steps: int = 100, seed: int = 0, members: tuple[str, ...] = MEMBERS,
               log=print) -> Path:
     """Build the zoo under `demo_dir`/zoo from a built demo (its `good` is every member's start)."""
     import pandas as pd
@@ -145,8 +150,9 @@ def build_zoo(demo_dir: str | Path, steps: int = 150, seed: int = 0, members: tu
     world = SyntheticWorld(space, seed=seed)
     for index, name in enumerate(m for m in members if m in FAULTS):
         ckpt = out / name
-        history = train_lora(stage3, ckpt, tokenizer, space, world, steps=steps, seed=seed + 101 + index,
-                             fault=_fault(name, tokenizer, world, seed), init_adapter=good, log=log)
+        fault = _fault(name, tokenizer, world, seed)
+        history = train_lora(stage3, ckpt, tokenizer, space, world, steps=steps * fault.steps_scale, seed=seed + 101 + index,
+                             fault=fault, init_adapter=good, log=log)
         good_log = pd.read_csv(good / "train_log.csv")
         history = good_log.to_dict("records") + [{**r, "step": r["step"] + int(good_log["step"].max()) + 1} for r in history]
         finish_checkpoint(ckpt, stage3, space, history)
@@ -198,38 +204,51 @@ def write_shifted_shard(path: Path, tokenizer: Any, space: TokenSpace, world: Sy
 
 @dataclass(frozen=True)
 class Catch:
-    """A fault and the gate that must catch it: the verdict, the kind of miss and the metric whose
-    value crosses the threshold (for the faulty member, and not for `good`)."""
+    """A fault and the gate that must catch it: the verdict, the kind of miss, and the metrics whose
+    worst value (over `tasks`) crosses the threshold for the faulty member.
+
+    `separated` says whether `good` is on the passing side of that threshold. It is not for the
+    drifter: the demo's tiny `good` also leaves its modality in free mode at temperature 1, so both
+    get P0.2 WARN "valid only with constrained decoding", and only the size of the numbers differs.
+    """
 
     member: str
     gate: str
     verdict: str
     kind: str
-    metric: str
+    metrics: tuple[str, ...]
     threshold: str | None  # a `gates:` setting; None: the gate's own rule (P0.1: any mismatch)
     fails_when: str  # "above" or "below" the threshold
     tasks: tuple[str, ...]
+    separated: bool = True
 
 
 CATCHES = (
-    Catch("deaf", "P0.4", "FAIL", "prompt_unused", "win_rate_shuffled", "win_rate_shuffled", "below", WRITE_TASKS),
-    Catch("deaf", "P1.2", "FAIL", "read_regressed", "delta_zero", "read_min_delta", "below", READ_TASKS),
-    Catch("drifter", "P0.2", "WARN", "free_violation", "free_out_of_range_pct", "max_violation_pct", "above", WRITE_TASKS),
-    Catch("collapsed", "P1.3", "FAIL", "identical", "unique_ratio", "min_unique_ratio", "below", WRITE_TASKS),
-    Catch("blind", "P1.2", "FAIL", "read_regressed", "delta_zero", "read_min_delta", "below", READ_TASKS),
-    Catch("silent", "P1.3", "FAIL", "silence", "silent_share", "max_silent_share", "above", ("t2a",)),
-    Catch("endless", "P1.1", "WARN", "no_end", "end_rate", "min_end_rate", "below", WRITE_TASKS),
-    Catch("shifted_specials", "P0.1", "FAIL", "mismatch", "mismatches", None, "above", ("all",)),
-    Catch("shifted_codes", "P0.1", "FAIL", "mismatch", "mismatches", None, "above", ("all",)),
+    Catch("deaf", "P0.4", "FAIL", "prompt_unused", ("win_rate_shuffled",), "win_rate_shuffled", "below", WRITE_TASKS),
+    Catch("deaf", "P1.2", "FAIL", "read_regressed", ("delta_zero", "delta_noise"), "read_min_delta", "below", READ_TASKS),
+    Catch("drifter", "P0.2", "WARN", "free_violation", ("free_out_of_range_pct",), "max_violation_pct", "above",
+          WRITE_TASKS, separated=False),
+    Catch("collapsed", "P1.3", "FAIL", "identical", ("unique_ratio",), "min_unique_ratio", "below", WRITE_TASKS),
+    Catch("blind", "P1.2", "FAIL", "read_regressed", ("delta_zero", "delta_noise"), "read_min_delta", "below", READ_TASKS),
+    Catch("silent", "P1.3", "FAIL", "silence", ("silent_share",), "max_silent_share", "above", ("t2a",)),
+    Catch("endless", "P1.1", "WARN", "no_end", ("end_rate",), "min_end_rate", "below", WRITE_TASKS),
+    Catch("shifted_specials", "P0.1", "FAIL", "mismatch", ("mismatches",), None, "above", ("all",)),
+    Catch("shifted_codes", "P0.1", "FAIL", "mismatch", ("mismatches",), None, "above", ("all",)),
 )
 
 
-def _worst(gate: dict[str, Any], catch: Catch) -> float | None:
-    values = [gate["values"].get(task, {}) for task in catch.tasks]
-    found = [float(v[catch.metric]) for v in values if isinstance(v, dict) and v.get(catch.metric) is not None]
+def _worst(gate: dict[str, Any], catch: Catch) -> tuple[str | None, str | None, float | None]:
+    """(task, metric, value) of the worst of the catch's metrics over its tasks."""
+    found = [(task, metric, float(values[metric])) for task in catch.tasks
+             for values in [gate["values"].get(task)] if isinstance(values, dict)
+             for metric in catch.metrics if values.get(metric) is not None]
     if not found:
-        return None
-    return max(found) if catch.fails_when == "above" else min(found)
+        return None, None, None
+    return (max if catch.fails_when == "above" else min)(found, key=lambda item: item[2])
+
+
+def crosses(value: float | None, threshold: float, fails_when: str) -> bool:
+    return value is not None and (value > threshold if fails_when == "above" else value < threshold)
 
 
 def catch_table(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -237,15 +256,17 @@ def catch_table(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     good = {g["gate"]: g for g in reports["good"]["gates"]}
     rows = []
     for catch in CATCHES:
-        gates = {g["gate"]: g for g in reports[catch.member]["gates"]}
-        gate = gates[catch.gate]
+        gate = {g["gate"]: g for g in reports[catch.member]["gates"]}[catch.gate]
         threshold = gate["thresholds"].get(catch.threshold, 0) if catch.threshold else 0
+        task, metric, value = _worst(gate, catch)
+        *_, good_value = _worst(good[catch.gate], catch)
+        reason = next((r for r in gate["reasons"] if metric and metric in r and r.startswith(f"{task}: ")),
+                      (gate["reasons"] or [""])[0])
         rows.append({
             "member": catch.member, "gate": catch.gate, "expected": catch.verdict, "verdict": gate["verdict"],
-            "kind": catch.kind, "caught_as": gate.get("failures", []), "metric": catch.metric,
-            "value": _worst(gate, catch), "good": _worst(good[catch.gate], catch), "threshold": threshold,
-            "fails_when": catch.fails_when, "reason": next((r for r in gate["reasons"] if catch.metric.split("_")[0] in r
-                                                           or catch.gate == "P0.1"), (gate["reasons"] or [""])[0]),
+            "kind": catch.kind, "caught_as": gate.get("failures", []), "metric": metric, "value": value,
+            "good": good_value, "threshold": threshold, "fails_when": catch.fails_when, "separated": catch.separated,
+            "reason": reason,
         })
     return rows
 
