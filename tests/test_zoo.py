@@ -142,7 +142,7 @@ def zoo_reports(zoo_run):
     return {p.parent.name.split("=", 1)[1]: json.loads(p.read_text()) for p in root.glob("ckpt=*/gates.json")}
 
 
-# Measured on the suite's run (64 examples per task) and on the README's (256): the tiny demo
+# Measured on the suite's run (32 examples per task) and on the README's (256): the tiny demo
 # model leaves its modality in free mode, so every member WARNs P0.2 "valid only with constrained
 # decoding"; fine-tuned members show the change of training data as TD loss spikes.
 EXPECTED = {
