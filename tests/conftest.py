@@ -26,7 +26,12 @@ TEST_PER_TASK = 32  # golden examples per task in the suite's end-to-end run (th
 
 @pytest.fixture(scope="session")
 def demo_workdir(tmp_path_factory):
-    """The README's demo, run by Snakemake in a fresh working directory (builds and trains the demo)."""
+    """The README's demo, run by Snakemake in a fresh working directory (builds and trains the demo).
+    MMGATE_TEST_DEMO_RUN=<dir> reuses one this fixture made (the tests that write copy it first)."""
+    import os
+
+    if os.environ.get("MMGATE_TEST_DEMO_RUN"):
+        return Path(os.environ["MMGATE_TEST_DEMO_RUN"])
     workdir = tmp_path_factory.mktemp("demo_run")
     snakemake("check_token_space", "--cores", "2", "-d", str(workdir), "--configfile", str(CONFIG))
     return workdir

@@ -47,8 +47,8 @@ def data_config(tmp_path: Path, demo: Path, per_task: int | None = PER_TASK, **c
     data = tmp_path / "data"
     if not data.exists():
         shutil.copytree(demo / "resources" / "demo", data, ignore=shutil.ignore_patterns("zoo"))
-        if per_task:
-            golden_subset(data / "golden.parquet", data / "golden.parquet", per_task)
+    if per_task:  # also when the caller copied the data itself (the first `per_task` of a subset are the subset)
+        golden_subset(data / "golden.parquet", data / "golden.parquet", per_task)
     config = yaml.safe_load(yaml.safe_dump(yaml.safe_load(CONFIG.read_text())).replace("resources/demo", str(data)))
     config["demo"]["build"] = False
     if per_task:
@@ -119,7 +119,7 @@ def complete_run(demo_workdir, tmp_path_factory):
     """A finished run of every stage over a checkpoint glob, in its own working directory."""
     workdir = tmp_path_factory.mktemp("incremental")
     data = workdir / "data"
-    shutil.copytree(demo_workdir / "resources" / "demo", data)
+    shutil.copytree(demo_workdir / "resources" / "demo", data, ignore=shutil.ignore_patterns("zoo"))
     (data / "runs").mkdir()
     shutil.copytree(data / "checkpoints" / "good", data / "runs" / "checkpoint-100")
     config = data_config(workdir, demo_workdir, checkpoints={}, checkpoint_glob=str(data / "runs" / "checkpoint-*"))

@@ -45,7 +45,7 @@ def test_demo_ends_with_a_passing_token_space_check_for_both_checkpoints(demo_wo
         rows = read_parquet(path)
         assert rows["match"].all()
         assert {"token_space", "stage2_shard", "stage3_init", "checkpoint", "tokenizer", "model"} <= set(rows["kind"])
-        assert (rows["kind"] == "stage2_shard").sum() == 4  # three shards and their sidecar
+        assert (rows["kind"] == "stage2_shard").sum() == 7  # three shards, their sidecar, and their token_tables vs the tokenizer
         meta = read_provenance(path)
         assert meta["schema_version"] == 1 and meta["checkpoint"] == ckpt and "torch" in meta["packages"]
 
@@ -111,10 +111,11 @@ def test_demo_good_checkpoint_uses_its_conditioning_and_deaf_does_not(demo_workd
                 nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100)
                 mask = (labels[:, 1:] != -100).float()
                 losses.append(((nll * mask).sum(1) / mask.sum(1)).numpy())
-            results[ckpt, task] = float(np.mean(losses[0] < losses[1]))
+            results[ckpt, task] = (float(np.mean(losses[0] < losses[1])), float(np.mean(losses[1] - losses[0])))
     for task in ("t2a", "t2i", "a2t", "i2t"):
-        assert results["good", task] >= 0.8, results
-        assert results["deaf", task] <= 0.65, results
+        assert results["good", task][0] >= 0.8 and results["good", task][1] > 0.1, results
+        # deaf may win a little more than half the time, by a negligible margin: it has learned the marginal
+        assert results["deaf", task][1] < 0.05, results
 
 
 N = TEST_PER_TASK  # golden examples per task in the suite's run of the demo and the fault zoo
