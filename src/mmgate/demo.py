@@ -469,23 +469,31 @@ def _write_hash_file(path: Path, digest: str, bare: bool) -> None:
     write_text(path, f"{digest}\n" if bare else f"{digest}  token_space.json\n")
 
 
-def write_stage2_shards(out: Path, world: SyntheticWorld, templates, tokenizer, space: TokenSpace, seed: int, per_shard: int = 64) -> None:
-    """Stage-2 style tokenized shards: the hash in every file's metadata and in a sidecar file."""
+def write_stage2_shard(path: Path, examples: Sequence[Example], templates, tokenizer, space: TokenSpace, recorded_sha256: str,
+                       shard: int, prefix: str) -> None:
+    """One Stage-2 style tokenized shard of `examples`, recording `recorded_sha256` and the
+    tokenizer's id-to-token digests in its metadata."""
     import pandas as pd
 
     from .io import provenance, write_parquet
     from .tokencheck import TABLES_KEY, token_table_digests
 
+    rows = []
+    for i, ex in enumerate(examples):
+        context, target = encode_training_example(ex, templates, tokenizer, space)
+        rows.append({"sample_id": f"{prefix}-{i:04d}", "task": ex.task, "input_ids": context + target, "n_context": len(context)})
+    meta = provenance("stage2", token_space_sha256=recorded_sha256, shard=shard,
+                      **{TABLES_KEY: token_table_digests(tokenizer, space)})
+    write_parquet(pd.DataFrame(rows), path, meta)
+
+
+def write_stage2_shards(out: Path, world: SyntheticWorld, templates, tokenizer, space: TokenSpace, seed: int, per_shard: int = 64) -> None:
+    """Stage-2 style tokenized shards: the hash in every file's metadata and in a sidecar file."""
     rng = np.random.default_rng(seed + 7)
     for shard in range(3):
-        rows = []
-        for i in range(per_shard):
-            ex = world.sample(("t2a", "t2i", "a2t", "i2t")[i % 4], rng)
-            context, target = encode_training_example(ex, templates, tokenizer, space)
-            rows.append({"sample_id": f"s2-{shard}-{i:04d}", "task": ex.task, "input_ids": context + target, "n_context": len(context)})
-        meta = provenance("stage2", token_space_sha256=space.sha256, shard=shard,
-                          **{TABLES_KEY: token_table_digests(tokenizer, space)})
-        write_parquet(pd.DataFrame(rows), out / "stage2" / f"part-{shard:03d}.parquet", meta)
+        examples = [world.sample(("t2a", "t2i", "a2t", "i2t")[i % 4], rng) for i in range(per_shard)]
+        write_stage2_shard(out / "stage2" / f"part-{shard:03d}.parquet", examples, templates, tokenizer, space, space.sha256,
+                           shard, f"s2-{shard}")
     _write_hash_file(out / "stage2" / "token_space.sha256", space.sha256, bare=False)
 
 

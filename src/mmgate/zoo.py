@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .demo import (
-    AUDIO_FRAMES, SPECIAL_TOKENS, Deaf, Fault, SyntheticWorld, build_tokenizer, encode_training_example,
+    AUDIO_FRAMES, SPECIAL_TOKENS, Deaf, Fault, SyntheticWorld, build_tokenizer,
     finish_checkpoint, text_words, train_lora,
 )
 from .tasks import READ_TASKS, WRITE_TASKS
@@ -173,12 +173,9 @@ def build_zoo(demo_dir: str | Path, steps: int = 100, seed: int = 0, members: tu
 def write_shifted_shard(path: Path, tokenizer: Any, space: TokenSpace, world: SyntheticWorld, seed: int) -> None:
     """A Stage-2 shard re-tokenized with the shifted-codes tokenizer: every code token has the next id,
     and the shard records the hash of the token-space file that describes that tokenizer."""
-    import pandas as pd
-
-    from .demo import DEFAULT_TEMPLATES, _write_hash_file
-    from .io import provenance, write_parquet, write_text
+    from .demo import DEFAULT_TEMPLATES, _write_hash_file, write_stage2_shard
+    from .io import write_text
     from .templates import PromptTemplate
-    from .tokencheck import TABLES_KEY, token_table_digests
 
     shifted = build_tokenizer(code_shift=1)
     spec = json.loads(Path(space.path).read_text())
@@ -187,16 +184,12 @@ def write_shifted_shard(path: Path, tokenizer: Any, space: TokenSpace, world: Sy
     shifted_space = TokenSpace.load(path.parent / "token_space.json")
     templates = {t: PromptTemplate(text, shifted, space.special_tokens) for t, text in DEFAULT_TEMPLATES.items()}
     rng = np.random.default_rng(seed + 7)
-    rows = []
+    examples = []
     for i in range(16):
         example = world.sample(("t2a", "t2i", "a2t", "i2t")[i % 4], rng)
         codes = shifted.convert_tokens_to_ids(tokenizer.convert_ids_to_tokens([int(t) for t in example.modality_ids]))
-        context, target = encode_training_example(replace(example, modality_ids=np.asarray(codes)), templates, shifted, space)
-        rows.append({"sample_id": f"s2-shifted-{i:04d}", "task": example.task, "input_ids": context + target,
-                     "n_context": len(context)})
-    meta = provenance("stage2", token_space_sha256=shifted_space.sha256, shard=0,
-                      **{TABLES_KEY: token_table_digests(shifted, space)})
-    write_parquet(pd.DataFrame(rows), path, meta)
+        examples.append(replace(example, modality_ids=np.asarray(codes)))
+    write_stage2_shard(path, examples, templates, shifted, space, shifted_space.sha256, 0, "s2-shifted")
     _write_hash_file(path.parent / "token_space.sha256", shifted_space.sha256, bare=False)
 
 
