@@ -87,6 +87,17 @@ def small_spec(layout: str = "frame_major") -> dict:
     }
 
 
+def two_audio_spec(music_codebooks=2):
+    """small_spec's audio (speech, say) and a second audio modality, music, of 2-code codebooks from id 40."""
+    spec = small_spec()
+    spec["vocab_size"] = 40 + 2 * music_codebooks
+    spec["special_tokens"].update({"<mus_start>": 35, "<mus_end>": 36})
+    names = [f"MUSIC_CB{k}" for k in range(music_codebooks)]
+    spec["ranges"].update({name: [40 + 2 * k, 42 + 2 * k] for k, name in enumerate(names)})
+    spec["modalities"]["music"] = {"ranges": names, "start_token": "<mus_start>", "end_token": "<mus_end>"}
+    return spec
+
+
 def write_space(tmp_path: Path, spec: dict, name: str = "token_space.json") -> Path:
     path = tmp_path / name
     path.write_text(json.dumps(spec))

@@ -4,7 +4,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from mmgate.checkpoints import checkpoint_step, discover_checkpoints
+from mmgate.checkpoints import checkpoint_step, discover_checkpoints, trainer_step
 from mmgate.config import load_config, validate_config
 from mmgate.demo import DEFAULT_TEMPLATES
 from mmgate.errors import CheckpointError, ConfigError
@@ -23,6 +23,13 @@ def test_bundled_config_is_valid_and_gets_schema_defaults():
 def test_real_model_example_config_is_valid():
     config = load_config(REPO / "config" / "examples" / "real-7b-lora.yaml")
     assert config["demo"]["build"] is False and config["checkpoint_glob"]
+
+
+def test_full_checkpoint_multigpu_example_config_is_valid():
+    config = load_config(REPO / "config" / "examples" / "anygpt-full-multigpu.yaml")
+    assert config["model"]["device_map"] == "auto" and config["model"]["gpus"] == 2
+    assert config["task_modalities"] == {"t2a": "music", "a2t": "music"}
+    assert config["generation"]["samples_per_task"] == 64 and config["gates"]["min_n_generation"] == 64
 
 
 def test_demo_config_templates_are_the_ones_the_demo_trained_with():
@@ -101,8 +108,41 @@ def test_two_checkpoints_with_one_name_is_an_error(tmp_path):
         discover_checkpoints({"checkpoint-1": str(a)}, str(tmp_path / "b" / "checkpoint-*"), "COMPLETE")
 
 
-def test_checkpoint_step_is_the_last_number_in_the_name():
-    assert checkpoint_step("checkpoint-2000") == 2000 and checkpoint_step("good") is None
+@pytest.mark.parametrize("name,step", [("checkpoint-2000", 2000), ("ckpt_2000_v2", 2000), ("global_step500", 500),
+                                       ("step-300", 300), ("iter_40", 40), ("Checkpoint2000", 2000)])
+def test_checkpoint_step_is_the_number_after_a_step_word(name, step):
+    assert checkpoint_step(name) == step
+
+
+def test_checkpoint_step_is_the_only_number_of_a_name_without_a_step_word():
+    assert checkpoint_step("run-1500") == 1500
+
+
+def test_checkpoint_step_is_none_for_a_name_without_a_number():
+    assert checkpoint_step("good") is None
+
+
+@pytest.mark.parametrize("name", ["llama7b-2000", "run2-500"])
+def test_checkpoint_step_is_none_for_a_name_with_two_numbers_and_no_step_word(name):
+    assert checkpoint_step(name) is None
+
+
+@pytest.mark.parametrize("name", ["lora-7b", "adapter_v2"])
+def test_checkpoint_step_is_none_for_a_number_that_is_part_of_a_word(name):
+    assert checkpoint_step(name) is None
+
+
+def test_checkpoint_step_is_none_when_two_step_words_disagree():
+    assert checkpoint_step("checkpoint-500-step-600") is None
+
+
+def test_trainer_step_prefers_the_trainer_states_global_step(tmp_path):
+    (tmp_path / "trainer_state.json").write_text('{"global_step": 2001}')
+    assert trainer_step(tmp_path, "checkpoint-2000") == 2001
+
+
+def test_trainer_step_falls_back_to_the_name_without_a_trainer_state(tmp_path):
+    assert trainer_step(tmp_path, "checkpoint-2000") == 2000
 
 
 SETTINGS_OF_SECTION = {

@@ -181,6 +181,17 @@ def test_every_sampled_gate_warns_below_min_n(gate_id, tables):
     assert any("n=10 < min_n=256" in r for r in gate.reasons)
 
 
+@pytest.mark.parametrize("gate_id,tables,underpowered", [
+    ("P1.1", {"generate": {"t2a": generated(n=64)}}, False),
+    ("P1.3", {"collapse": {"t2a": collapse_row(n=64)}}, False),
+    ("P0.4", {"ablate": {"t2a": ablation(n=64)}}, True),
+    ("P1.2", {"ablate": {"a2t": read_ablation(n=64)}}, True),
+])
+def test_min_n_generation_sets_the_bar_of_generation_gates_only(gate_id, tables, underpowered):
+    gate = judge(gate_id, tables, G.Thresholds(min_n_generation=64))
+    assert gate.underpowered is underpowered
+
+
 def test_an_underpowered_pass_is_never_ready_to_promote():
     gates = G.evaluate({"check": {G.ALL: check_table()}, "generate": {"t2a": generated()}, "decode": {"t2a": decoded([True] * 300)},
                         "ablate": {"t2a": ablation(), "a2t": read_ablation(n=10)}, "collapse": {"t2a": collapse_row()}}, T)

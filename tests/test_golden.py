@@ -109,3 +109,45 @@ def test_fractional_meta_in_a_column_the_row_does_not_use_is_a_row_problem_not_a
                            "n_tokens": 4, "n_frames": 2.5}])
     with pytest.raises(GoldenSetError, match=r"row 0 \(sample_id='a'\): n_frames=2.5 must be a positive integer when given"):
         validate_golden(frame, space)
+
+
+# The generation subset ---------------------------------------------------------------------------
+
+def lengths_frame(lengths):
+    return pd.DataFrame({"sample_id": [f"s{i:02d}" for i in range(len(lengths))], "task": "t2a", "expected_len": lengths})
+
+
+def test_generation_subset_keeps_the_shortest_and_the_longest_and_spreads_over_lengths():
+    from mmgate.golden import generation_subset
+
+    rows = lengths_frame([5, 900, 40, 41, 42, 43, 44, 45, 46, 2000])
+    picked = generation_subset(rows, 4)
+    assert sorted(picked["expected_len"]) == [5, 42, 45, 2000]
+    assert picked["sample_id"].tolist() == sorted(picked["sample_id"])
+
+
+def test_generation_subset_is_every_row_without_a_size_or_below_it():
+    from mmgate.golden import generation_subset
+
+    rows = lengths_frame([3, 1, 2])
+    assert generation_subset(rows, None)["sample_id"].tolist() == ["s00", "s01", "s02"]
+    assert generation_subset(rows, 5)["sample_id"].tolist() == ["s00", "s01", "s02"]
+
+
+def test_generation_subset_does_not_depend_on_row_order():
+    from mmgate.golden import generation_subset
+
+    rows = lengths_frame(list(range(100, 0, -3)))
+    assert generation_subset(rows, 7)["sample_id"].tolist() == generation_subset(rows.sample(frac=1, random_state=1), 7)[
+        "sample_id"].tolist()
+
+
+def test_a_task_reads_the_modality_the_config_names(tmp_path):
+    from mmgate.tokenspace import TokenSpace
+    from conftest import two_audio_spec, write_space
+
+    spec = two_audio_spec()
+    space = TokenSpace.load(write_space(tmp_path, spec), {"t2a": "music"})
+    music = row(modality_tokens=[40, 42, 41, 43, 40, 42])
+    validate_golden(pd.DataFrame([music]), space, source="golden.parquet")
+    assert "outside the music ranges" in problems(space, row())  # speech codes are not music's

@@ -22,6 +22,9 @@ def unresized(tmp_path_factory):
     model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"], modules_to_save=["embed_tokens", "lm_head"]))
     with torch.no_grad():
         model.base_model.model.lm_head.modules_to_save["default"].weight.normal_()
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:  # a trained LoRA: B starts at zero, which would make merging trivial
+                weight.normal_(std=0.5)
     model.save_pretrained(root / "adapter")
     model.save_pretrained(root / "adapter_bin", safe_serialization=False)
     for name in ("adapter", "adapter_bin"):
@@ -34,6 +37,37 @@ def test_adapter_loads_onto_a_base_resized_to_the_tokenizer(unresized):
     model, tokenizer = load_model(unresized["root"] / "adapter", base=str(unresized["root"] / "base"))
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
     torch.testing.assert_close(model(input_ids=unresized["ids"]).logits, unresized["expected"])
+
+
+def test_a_merged_adapter_gives_the_logits_of_the_adapter_on_its_base(unresized):
+    from peft import PeftModel
+
+    model, _ = load_model(unresized["root"] / "adapter", base=str(unresized["root"] / "base"), merge_adapter=True)
+    assert not isinstance(model, PeftModel)
+    torch.testing.assert_close(model(input_ids=unresized["ids"]).logits, unresized["expected"], atol=1e-5, rtol=1e-4)
+
+
+def test_the_lora_in_the_merge_test_changes_the_logits(unresized):
+    """Guards the merge test: with a LoRA that did nothing, merged and unmerged would agree trivially."""
+    model, _ = load_model(unresized["root"] / "adapter", base=str(unresized["root"] / "base"))
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.zero_()
+    assert (model(input_ids=unresized["ids"]).logits - unresized["expected"]).abs().max() > 1e-3
+
+
+def test_a_device_map_dispatches_the_model_and_keeps_its_logits(unresized):
+    model, _ = load_model(unresized["root"] / "adapter", base=str(unresized["root"] / "base"), device_map="auto")
+    assert getattr(model, "hf_device_map", None)  # placed by accelerate (every module on the CPU here)
+    torch.testing.assert_close(model(input_ids=unresized["ids"]).logits, unresized["expected"])
+
+
+def test_an_unknown_device_map_is_a_checkpoint_error(unresized):
+    from mmgate.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="model.device_map = 'everywhere'"):
+        load_model(unresized["root"] / "adapter", base=str(unresized["root"] / "base"), device_map="everywhere")
 
 
 def test_adapter_saved_as_bin_loads_the_same_weights(unresized):

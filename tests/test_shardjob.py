@@ -20,12 +20,12 @@ def golden_path(mini_demo):
     return path
 
 
-def smk_job(mini_demo, golden_path, check=(), **wildcards):
+def smk_job(mini_demo, golden_path, check=(), samples_per_task=None, **wildcards):
     return SimpleNamespace(
         input=SimpleNamespace(token_space=str(mini_demo["root"] / "token_space.json"), golden=str(golden_path),
                               check=list(check)),
-        wildcards=SimpleNamespace(ckpt="mini", shard="001", **wildcards),
-        params=SimpleNamespace(samples_per_shard=3, ckpt_dir=str(mini_demo["ckpt"]),
+        wildcards=SimpleNamespace(**{"ckpt": "mini", "shard": "001", **wildcards}),
+        params=SimpleNamespace(samples_per_shard=3, samples_per_task=samples_per_task, ckpt_dir=str(mini_demo["ckpt"]),
                                template=DEFAULT_TEMPLATES.get(wildcards.get("write_task") or wildcards.get("task")),
                                model={"base": str(mini_demo["stage3"]), "dtype": "float32", "device": "cpu"}),
     )
@@ -37,6 +37,18 @@ def test_a_write_job_and_a_read_job_name_their_task_and_their_shard_of_rows(mini
     assert (write.task, read.task) == ("t2a", "a2t")
     assert write.rows["sample_id"].tolist() == sorted(write.task_rows["sample_id"])[3:6]
     assert len(write.task_rows) == 7 and (write.task_rows["task"] == "t2a").all()
+
+
+def test_a_generate_job_shards_its_generation_subset_while_ablation_scores_every_row(mini_demo, golden_path):
+    from mmgate.golden import generation_subset
+
+    parts = [ShardJob.from_snakemake(smk_job(mini_demo, golden_path, samples_per_task=4, write_task="t2a", mode="free",
+                                             shard=shard)) for shard in ("000", "001")]
+    subset = generation_subset(parts[0].task_rows, 4)["sample_id"].tolist()
+    assert [len(p.rows) for p in parts] == [3, 1]
+    assert parts[0].rows["sample_id"].tolist() + parts[1].rows["sample_id"].tolist() == subset
+    ablate = ShardJob.from_snakemake(smk_job(mini_demo, golden_path, task="t2a", shard="000"))
+    assert len(ablate.rows) == 3 and len(ablate.task_rows) == 7
 
 
 def test_provenance_names_checkpoint_task_shard_and_the_token_space(mini_demo, golden_path):

@@ -2,7 +2,7 @@ import copy
 
 import numpy as np
 import pytest
-from conftest import small_spec, write_space
+from conftest import small_spec, two_audio_spec, write_space
 
 from mmgate.errors import TokenSpaceError
 from mmgate.tokenspace import TokenSpace, parse_sha256_text, read_sha256_file, sha256_file
@@ -176,3 +176,32 @@ def test_token_space_command_flags_a_stale_sha256_beside_the_file(spec, tmp_path
 def test_a_layout_on_a_one_codebook_modality_is_moot_not_an_error(spec, tmp_path):
     spec["modalities"]["image"]["layout"] = "raster"  # e.g. how a VQ tokenizer's docs describe its grid
     assert TokenSpace.load(write_space(tmp_path, spec)).modality("image").n_codebooks == 1
+
+
+# Tasks and their modalities --------------------------------------------------------------------------
+
+def test_a_task_uses_the_modality_its_config_names_with_the_kind_of_the_task(tmp_path):
+    space = TokenSpace.load(write_space(tmp_path, two_audio_spec()), {"t2a": "music", "a2t": "music"})
+    music = space.modality_for_task("t2a")
+    assert (music.name, music.kind, music.start_token) == ("music", "audio", "<mus_start>")
+    assert space.modality_for_task("t2i").name == "image"
+
+
+def test_without_task_modalities_audio_tasks_use_the_audio_modality(tmp_path):
+    space = TokenSpace.load(write_space(tmp_path, two_audio_spec()))
+    assert space.modality_for_task("a2t").name == "audio"
+
+
+def test_task_modalities_naming_a_modality_the_space_lacks_is_an_error(tmp_path):
+    with pytest.raises(TokenSpaceError, match=r"task_modalities.t2a = 'speech': .* has no such modality"):
+        TokenSpace.load(write_space(tmp_path, two_audio_spec()), {"t2a": "speech"})
+
+
+def test_decoders_are_checked_against_the_modality_their_write_task_writes(tmp_path):
+    from mmgate.decoders import decoder_config_problems
+
+    spec = two_audio_spec(music_codebooks=3)
+    space = TokenSpace.load(write_space(tmp_path, spec), {"t2a": "music"})
+    decoders = {"audio": {"backend": "encodec", "n_codebooks": 2}, "image": {"backend": "vqvae", "model_class": "x"}}
+    problems = decoder_config_problems(decoders, space)
+    assert any("decoders.audio.n_codebooks = 2 but the token space's music has 3 codebooks" in p for p in problems)

@@ -141,3 +141,42 @@ def test_assessment_has_the_checklists_three_lines_and_a_p01_failure_makes_gener
     report = p01_failed_report(tmp_path, monkeypatch)
     assert set(report["assessment"]) == {"training_dynamics", "multi_task_compatibility", "generation_validity"}
     assert report["assessment"]["generation_validity"].startswith("FAIL: P0.1 failed")
+
+
+# Per-purpose sample sizes --------------------------------------------------------------------------
+
+def golden_with_lengths(n=10):
+    return golden(n).assign(expected_len=[8 * (i + 1) for i in range(n)])
+
+
+def test_report_inputs_plan_generation_over_its_own_shards_and_ablation_over_every_row():
+    inputs = report_inputs("good", {"t2a": ["000", "001"]}, generation_shards={"t2a": ["000"]})
+    assert [k for k in inputs if k.startswith(("generate", "decode"))] == ["generate_t2a_free", "generate_t2a_constrained",
+                                                                           "decode_t2a"]
+    assert all(len(inputs[k]) == 1 for k in ("generate_t2a_free", "decode_t2a"))
+    assert len(inputs["ablate_t2a"]) == 2
+
+
+def test_generation_tables_must_hold_exactly_the_generation_subset(tmp_path, monkeypatch):
+    from mmgate.golden import generation_subset
+
+    monkeypatch.chdir(tmp_path)
+    subset = generation_subset(golden_with_lengths(10), 4)["sample_id"].tolist()
+    write_generation(tmp_path, "good", {"000": subset})
+    inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000"]}).items() if k.startswith("generate")}
+    report = build(inputs, G.Thresholds(), golden_with_lengths(10), checkpoint="good", samples_per_task=4)
+    assert report["sample_sizes"] == {"generation": {"t2a": 4, "t2i": 0}, "ablation": {"t2a": 10, "t2i": 0, "a2t": 0, "i2t": 0}}
+    with pytest.raises(StaleResultError, match="6 golden sample"):  # the same shard, read as if every row were generated
+        build(inputs, G.Thresholds(), golden_with_lengths(10), checkpoint="good")
+
+
+def test_generation_gates_warn_below_min_n_generation_and_ablation_gates_below_min_n(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_generation(tmp_path, "good", {"000": [f"a{i:03d}" for i in range(10)]})
+    inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000"]}).items() if k.startswith("generate")}
+    report = build(inputs, G.Thresholds(min_n_generation=8), golden(10), checkpoint="good")
+    p02 = next(g for g in report["gates"] if g["gate"] == "P0.2")
+    assert p02["verdict"] == G.PASS and p02["thresholds"]["min_n_generation"] == 8
+    report = build(inputs, G.Thresholds(min_n_generation=64), golden(10), checkpoint="good")
+    p02 = next(g for g in report["gates"] if g["gate"] == "P0.2")
+    assert p02["verdict"] == G.WARN and "n=10 < min_n_generation=64: too few generation samples" in p02["reasons"][0]

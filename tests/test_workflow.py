@@ -373,3 +373,28 @@ def test_jobs_use_the_library_of_the_workflow_that_launched_them(user_config, tm
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(other.parent)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert read_parquet(tmp_path / "run/results/token_space/ckpt=mine/check.parquet")["match"].any()
+
+
+def stage2_shard(mini_demo, path):
+    """A Stage-2 shard tokenized with the mini demo's tokenizer, so that its checkpoint passes P0.1."""
+    import numpy as np
+
+    from mmgate import demo
+    from mmgate.templates import PromptTemplate
+
+    space, tokenizer = mini_demo["space"], mini_demo["tokenizer"]
+    world, rng = demo.SyntheticWorld(space, seed=0), np.random.default_rng(0)
+    templates = {t: PromptTemplate(s, tokenizer, space.special_tokens, name=t) for t, s in demo.DEFAULT_TEMPLATES.items()}
+    examples = [world.sample(task, rng) for task in ("t2a", "t2i", "a2t", "i2t")]
+    demo.write_stage2_shard(path, examples, templates, tokenizer, space, space.sha256, 0, "s2")
+    return str(path)
+
+
+def test_generation_is_planned_over_its_subset_and_ablation_over_every_row(user_config, mini_demo, tmp_path):
+    config = user_config(generation={"samples_per_task": 3}, sharding={"samples_per_shard": 2},
+                         stage2={"shards": [stage2_shard(mini_demo, tmp_path / "stage2.parquet")]})
+    run = ("-d", str(tmp_path / "run"), "--configfile", str(config))
+    snakemake("--cores", "1", "results/token_space/ckpt=mine/check.parquet", *run)  # P0.1 first, as a run would
+    counts = job_counts(snakemake("-n", *run).stdout)
+    # 8 golden rows per task: generation 3 of them (2 shards per write task and mode), ablation all 8 (4 shards)
+    assert (counts["generate"], counts["decode"], counts["ablate"]) == (2 * 2 * 2, 2 * 2, 4 * 4), counts

@@ -151,7 +151,8 @@ def target_losses(model: Any, items: Sequence[Scored], pad_id: int, chunk_tokens
     import torch
 
     decoder, head = _decoder_and_head(model)
-    device = next(model.parameters()).device
+    # with a device_map the body starts on one GPU and the head may sit on another
+    input_device, device = model.get_input_embeddings().weight.device, head.weight.device
     length = max(len(it.context) + len(it.target) for it in items)
     input_ids = torch.full((len(items), length), pad_id, dtype=torch.long)
     attention = torch.zeros_like(input_ids)
@@ -165,8 +166,8 @@ def target_losses(model: Any, items: Sequence[Scored], pad_id: int, chunk_tokens
         cols += range(start - 1, start - 1 + len(it.target))  # position p predicts token p + 1
         targets += it.target
     with torch.inference_mode():
-        hidden = decoder(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
-        picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]  # [N, H]
+        hidden = decoder(input_ids=input_ids.to(input_device), attention_mask=attention.to(input_device)).last_hidden_state
+        picked = hidden[torch.tensor(rows, device=hidden.device), torch.tensor(cols, device=hidden.device)].to(device)  # [N, H]
         target_ids = torch.tensor(targets, device=device)
         nll = torch.empty(len(targets), dtype=torch.float32, device=device)
         for start in range(0, len(targets), chunk_tokens):

@@ -31,10 +31,25 @@ class Discovered:
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+STEP_AFTER_WORD = re.compile(r"(?<![A-Za-z])(?:checkpoint|ckpt|global_step|step|iter)[-_]?(\d+)(?!\d)", re.IGNORECASE)
+
+
 def checkpoint_step(name: str) -> int | None:
-    """Training step from a name such as `checkpoint-2000` or `ckpt_2000` (the last number in it)."""
-    numbers = re.findall(r"\d+", name)
-    return int(numbers[-1]) if numbers else None
+    """Training step from a checkpoint's name, or None where the name does not say it unambiguously.
+
+    The number right after `checkpoint`, `ckpt`, `step`, `global_step` or `iter` (joined by `-`, `_`
+    or nothing): `ckpt_2000_v2` is step 2000. Else the name's only number, where it stands alone:
+    `run-1500` is 1500, but `lora-7b` and `llama7b-2000` give None. A wrong step would misplace the
+    checkpoint in the trend, so a name that could mean two steps gets none.
+
+        >>> [checkpoint_step(n) for n in ("checkpoint-2000", "ckpt_2000_v2", "global_step500", "run-1500", "lora-7b", "good")]
+        [2000, 2000, 500, 1500, None, None]
+    """
+    after_word = {int(n) for n in STEP_AFTER_WORD.findall(name)}
+    if after_word:
+        return after_word.pop() if len(after_word) == 1 else None
+    numbers = re.findall(r"[A-Za-z]?\d+[A-Za-z]?", name)
+    return int(numbers[0]) if len(numbers) == 1 and numbers[0].isdigit() else None
 
 
 def trainer_step(ckpt_dir: str | Path, name: str) -> int | None:

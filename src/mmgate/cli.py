@@ -24,6 +24,15 @@ def _token_space(args: argparse.Namespace) -> int:
 
     from .tokenspace import TokenSpace, ignored_keys, read_sha256_file
 
+    if args.from_tokenizer or args.spec or args.force:
+        if not (args.from_tokenizer and args.spec):
+            print("mmgate: token-space: --from-tokenizer DIR and --spec SPEC.yaml go together (--force only with them); "
+                  "see config/examples/token-space/ for specs", file=sys.stderr)
+            return USAGE_ERROR
+        from .tokenspace_builder import sidecar_path, write_token_space
+
+        write_token_space(args.from_tokenizer, args.spec, args.path, force=args.force)
+        print(f"{args.path} and {sidecar_path(args.path)}: written from {args.from_tokenizer} with {args.spec}")
     space = TokenSpace.load(args.path)
     print(f"{args.path}: valid, vocab_size {space.vocab_size}, sha256 {space.sha256}")
     for name, m in space.modalities.items():
@@ -99,6 +108,15 @@ def _overall(report: dict) -> str:
     return f"{report.get('overall')}" + (f" ({note})" if note else "")
 
 
+def _sample_sizes(provenance: dict) -> str | None:
+    """"generated t2a 64, t2i 64; scored a2t 256, ..." from a report's provenance."""
+    scored, generated = provenance.get("golden_n") or {}, provenance.get("generation_n")
+    if not scored:
+        return None
+    listing = lambda counts: ", ".join(f"{task} {n}" for task, n in sorted(counts.items()))  # noqa: E731
+    return (f"generated {listing(generated)}; " if generated else "") + f"scored {listing(scored)}"
+
+
 def _inspect(args: argparse.Namespace) -> None:
     import json
 
@@ -114,7 +132,7 @@ def _inspect(args: argparse.Namespace) -> None:
             "gates": {g["gate"]: g["verdict"] for g in gates},
             "reasons": {g["gate"]: g.get("reasons", []) for g in gates if g.get("reasons")},
             "notes": {g["gate"]: g.get("notes", []) for g in gates if g.get("notes")},
-            "samples": (report.get("provenance") or {}).get("golden_n"),
+            "samples": _sample_sizes(report.get("provenance") or {}),
             "fixes": {g["gate"]: g["fix"] for g in gates if g.get("fix")},
             "evidence": {g["gate"]: g["evidence"] for g in gates if g["verdict"] in ("FAIL", "WARN")},
         })
@@ -194,8 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=2)
     demo.set_defaults(func=_demo)
-    ts = sub.add_parser("token-space", help="validate token_space.json and print its hash")
-    ts.add_argument("path")
+    ts = sub.add_parser("token-space", help="validate token_space.json and print its hash (with --from-tokenizer: write it first)")
+    ts.add_argument("path", help="token_space.json to validate, or to write with --from-tokenizer and --spec")
+    ts.add_argument("--from-tokenizer", metavar="DIR", help="write PATH and its .sha256 sidecar from the tokenizer in DIR "
+                    "(the one the model was trained with); needs --spec")
+    ts.add_argument("--spec", metavar="SPEC.yaml", help="per modality: token pattern, codebook_size, n_codebooks, layout, "
+                    "start/end/pad tokens, codec (examples: config/examples/token-space/)")
+    ts.add_argument("--force", action="store_true", help="overwrite an existing PATH whose content differs (artifacts that "
+                    "recorded its old hash will then fail P0.1)")
     ts.set_defaults(func=_token_space)
     golden = sub.add_parser("golden", help="validate a golden set against a token space")
     golden.add_argument("path")

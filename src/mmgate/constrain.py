@@ -148,6 +148,11 @@ class ModalityConstraint(LogitsProcessor):
         may_end = (slot == 0) & (position >= min_length)
         return slot + k * may_end.long()
 
+    def _state_on(self, input_ids: torch.LongTensor, device: torch.device, hold: bool = True) -> int | torch.Tensor:
+        """The state where the scores are: a device_map may put the head on another GPU than the input ids."""
+        state = self.state(input_ids, hold=hold)
+        return state.to(device) if isinstance(state, torch.Tensor) else state
+
     def _table(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         key = (device, dtype)
         if key not in self._additive_by:
@@ -156,7 +161,7 @@ class ModalityConstraint(LogitsProcessor):
 
     def _removed(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
         """Probability mass outside what the layout allows at this step, per row `(batch_size,)`, in float32."""
-        mask = self._table(scores.device, torch.float32)[self.state(input_ids, hold=False)]
+        mask = self._table(scores.device, torch.float32)[self._state_on(input_ids, scores.device, hold=False)]
         log_probs = torch.log_softmax(scores.float(), dim=-1)
         kept = torch.logsumexp(log_probs + mask, dim=-1).exp()
         return (1.0 - kept).clamp_(0.0, 1.0).expand(scores.shape[0])
@@ -164,7 +169,7 @@ class ModalityConstraint(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.track_removed_mass:
             self.removed_mass.append(self._removed(input_ids, scores))
-        mask = self._table(scores.device, scores.dtype)[self.state(input_ids)]  # [V] for the whole batch, or [B, V]
+        mask = self._table(scores.device, scores.dtype)[self._state_on(input_ids, scores.device)]  # [V] for the whole batch, or [B, V]
         # Scores are first clamped to a finite range: allowed ids that are already -inf (fp16
         # overflow, or min_new_tokens hiding the end token) get a floor that stays finite after any
         # temperature >= 1/1024, so no row is left with nothing to sample, and no +inf meets -inf.

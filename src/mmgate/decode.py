@@ -114,13 +114,13 @@ def _decode_batch(decoder: Any, modality: Modality, codes: list[np.ndarray]) -> 
     import torch
 
     stacked = np.stack(codes)  # [B, K, T]
-    if modality.name == "audio":
+    if modality.kind == "audio":
         return list(decoder.decode(torch.from_numpy(stacked)).numpy())  # each [C, S]
     return decoder.decode(stacked[:, 0, :], None)  # images: [B, N] -> PIL
 
 
 def _check_and_write(row: Any, output: Any, modality: Modality, decoder: Any, files_dir: Path, relative_to: Path) -> dict[str, Any]:
-    if modality.name == "audio":
+    if modality.kind == "audio":
         channels, samples = output.shape
         expected_samples = _meta(row, "n_frames") * decoder.hop_length
         problems = []
@@ -151,8 +151,8 @@ def decode_shard(job: "ShardJob", generated: pd.DataFrame, decoder_config: dict[
     from .decoders import build_decoder
 
     modality = job.modality
-    decoder = build_decoder(modality.name, decoder_config, device)
-    if modality.name == "audio" and getattr(decoder, "n_codebooks", modality.n_codebooks) != modality.n_codebooks:
+    decoder = build_decoder(modality.kind, decoder_config, device)
+    if modality.kind == "audio" and getattr(decoder, "n_codebooks", modality.n_codebooks) != modality.n_codebooks:
         from .errors import ConfigError
 
         raise ConfigError(f"decoders.audio uses {decoder.n_codebooks} codebooks but the token space's audio has "

@@ -316,13 +316,16 @@ def build_decoder(modality: str, config: dict[str, Any], device: str = "cpu") ->
 
 def decoder_config_problems(decoders: Mapping[str, Any], space: Any) -> list[str]:
     """What is wrong with `decoders:` for this token space, found when the config is read (no model is built)."""
+    # decoders are keyed by kind; the modality each decodes is the one its write task writes
+    written = {kind: space.modality_for_task(task) for task, kind in (("t2a", "audio"), ("t2i", "image"))
+               if space.task_modalities[task] in space.modalities}
     problems = [f"decoders.{name} is missing: the token space has an {name} modality to decode (see "
-                "config/config.yaml for the backends)" for name in ("audio", "image")
-                if name in space.modalities and not isinstance(decoders.get(name), Mapping)]
+                "config/config.yaml for the backends)" for name in written
+                if not isinstance(decoders.get(name), Mapping)]
     for name, config in decoders.items():
-        if not isinstance(config, Mapping) or name not in space.modalities:
+        if not isinstance(config, Mapping) or name not in written:
             continue
-        modality = space.modality(name)
+        modality = written[name]
         backends = AUDIO_BACKENDS if name == "audio" else IMAGE_BACKENDS
         backend = config.get("backend")
         cls = backends.get(backend)
@@ -338,12 +341,12 @@ def decoder_config_problems(decoders: Mapping[str, Any], space: Any) -> list[str
         if name == "audio" and "n_codebooks" in fields:
             k = config.get("n_codebooks", defaults.get("n_codebooks"))
             if k != modality.n_codebooks:
-                problems.append(f"{where}.n_codebooks = {k} but the token space's audio has {modality.n_codebooks} "
+                problems.append(f"{where}.n_codebooks = {k} but the token space's {modality.name} has {modality.n_codebooks} "
                                 f"codebooks; set it to {modality.n_codebooks}")
         if "codebook_size" in fields:
             size = config.get("codebook_size", defaults.get("codebook_size"))
             if not isinstance(size, int) or size < modality.codebook_size:
-                problems.append(f"{where}.codebook_size = {size!r} is smaller than the token space's {name} codebook "
+                problems.append(f"{where}.codebook_size = {size!r} is smaller than the token space's {modality.name} codebook "
                                 f"({modality.codebook_size} codes), so codes would be rejected; set it to the decoder's size")
         if "function" in fields and not config.get("function"):
             problems.append(f"{where}.function must name 'package.module:function'")

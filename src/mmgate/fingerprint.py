@@ -244,7 +244,7 @@ def fingerprint_rows(decoded: pd.DataFrame, generated: pd.DataFrame, modality: M
         record.update(token_features(ids, modality, settings))
         mono = None
         if isinstance(row.file_path, str) and Path(row.file_path).exists():
-            if modality.name == "audio":
+            if modality.kind == "audio":
                 waveform, rate = read_wav(row.file_path)
                 record.update(audio_features(waveform, rate, settings))
                 # silence is its own finding; two silent clips "correlating" would add a false collapse
@@ -254,7 +254,7 @@ def fingerprint_rows(decoded: pd.DataFrame, generated: pd.DataFrame, modality: M
         records.append(record)
         tokens.append(ids)
         waveforms.append(mono)
-    return collapse(pd.DataFrame(records), tokens, settings, waveforms if modality.name == "audio" else None)
+    return collapse(pd.DataFrame(records), tokens, settings, waveforms if modality.kind == "audio" else None)
 
 
 def _downsample(mono: np.ndarray, rate: int, target: int = 8000) -> np.ndarray:

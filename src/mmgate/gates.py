@@ -53,7 +53,8 @@ class Thresholds(FromConfig):
     win_rate_shuffled: float = 0.70
     win_rate_empty: float = 0.80
     min_delta_empty: float = 0.10
-    min_n: int = 256
+    min_n: int = 256  # samples per task below which a verdict warns (the checklist's N >= 256 for P0.4)
+    min_n_generation: int | None = None  # the same for gates judged on generations (P0.2, P0.3, P1.1, P1.3); None: min_n
     min_end_rate: float = 0.5
     read_min_delta: float = 0.10
     read_win_rate: float = 0.80
@@ -65,6 +66,10 @@ class Thresholds(FromConfig):
     spike_ratio: float = 1.25  # TD: a loss above 1.25 x the median of the points before it is a spike
     spike_window: int = 5
     min_norm_change: float = 0.01  # TD: head/embedding norms must move by at least 1 % of their start
+
+    def min_n_for(self, samples: str) -> int:
+        """The sample-size bar of a gate judged on `samples` ("generation" or "ablation")."""
+        return self.min_n_generation if samples == "generation" and self.min_n_generation is not None else self.min_n
 
 
 # ----------------------------------------------------------------------------------------- verdicts
@@ -113,7 +118,9 @@ class GateSpec:
     fixes: Mapping[str, str] = field(default_factory=dict)  # failure kind -> what the checklist recommends
     thresholds: tuple[str, ...] = ()  # Thresholds fields shown beside the values
     trend_metrics: tuple[str, ...] = ()
-    sample_size: bool = True  # N < min_n makes a PASS a WARN (and blocks "ready to promote")
+    # what the gate's N counts: "generation" or "ablation" samples, whose N below Thresholds.min_n_for
+    # makes a PASS a WARN (and blocks "ready to promote"); None: N does not apply
+    sample_size: str | None = "generation"
     across_tasks: Callable[[Mapping[str, Verdict], Thresholds], Verdict] | None = None  # criteria over all tasks
 
 
@@ -151,7 +158,8 @@ def _table(tables: Mapping[str, Any], name: str, task: str) -> Any:
 def judge_gate(spec: GateSpec, tables: Mapping[str, Any], t: Thresholds, evidence: Sequence[str] = ()) -> Gate:
     """Run one gate over its tasks: SKIP for a task without data, N below min_n a WARN, then combine."""
     gate = Gate(spec.id, spec.tier, spec.question, SKIP, evidence=list(evidence),
-                thresholds={name: getattr(t, name) for name in spec.thresholds})
+                thresholds={name: t.min_n_for("generation") if name == "min_n_generation" else getattr(t, name)
+                            for name in spec.thresholds})
     results: dict[str, Verdict] = {}
     for task in spec.tasks:
         data = {name: _table(tables, name, task) for name in spec.tables}
@@ -163,9 +171,11 @@ def judge_gate(spec: GateSpec, tables: Mapping[str, Any], t: Thresholds, evidenc
         data["task"] = task
         result = spec.judge(data, t)
         n = result.values.get("n")
-        if spec.sample_size and result.verdict != SKIP and n is not None and n < t.min_n:
+        min_n = t.min_n_for(spec.sample_size) if spec.sample_size else None
+        if min_n is not None and result.verdict != SKIP and n is not None and n < min_n:
             result.underpowered = True
-            line = f"n={n} < min_n={t.min_n}: too few samples for a trustworthy verdict"
+            name = "min_n_generation" if spec.sample_size == "generation" and t.min_n_generation is not None else "min_n"
+            line = f"n={n} < {name}={min_n}: too few {spec.sample_size} samples for a trustworthy verdict"
             if result.verdict == PASS:
                 result.warn("small_n", line)
             else:
@@ -550,7 +560,7 @@ REGISTRY: list[GateSpec] = [
     GateSpec("P0.1", "Is the token space the same everywhere?", "P0", ("check",), judge_token_space, tasks=(ALL,),
              fixes={"mismatch": "Re-tokenize or re-save the mismatching artifacts with the current token_space.json "
                                 "(each row of check.parquet names its file and fix)."},
-             thresholds=(), trend_metrics=("mismatches",), sample_size=False),
+             thresholds=(), trend_metrics=("mismatches",), sample_size=None),
     GateSpec("P0.2", "Do generated tokens stay in their modality?", "P0", ("generate",), judge_compliance,
              fixes={"free_violation": "Use constrained decoding (ModalityConstraint: only the modality's ranges, the "
                                       "expected codebook slot, the end token at frame boundaries) wherever this "
@@ -561,7 +571,7 @@ REGISTRY: list[GateSpec] = [
                                     "must write it: give T2A/T2I more weight in the mix and check the template "
                                     "ends with the start token as in training.",
                     "no_free_run": "Run the free mode too: it is the only run that can show a violation."},
-             thresholds=("max_violation_pct", "require_free_compliance", "max_removed_mass", "min_n"),
+             thresholds=("max_violation_pct", "require_free_compliance", "max_removed_mass", "min_n_generation"),
              trend_metrics=("free_violation_pct", "removed_mass_mean")),
     GateSpec("P0.3", "Does every generation decode?", "P0", ("decode",), judge_decode,
              fixes={"decode_length": "Generate per-sample lengths (expected + margin, sliced to exactly expected) with "
@@ -573,22 +583,23 @@ REGISTRY: list[GateSpec] = [
                                     "and settings.",
                     "decode_output": "Decoded outputs have the wrong rate, channels, length or size: check the "
                                      "decoder against the golden meta (sample_rate, channels, proc_size)."},
-             thresholds=("min_decode_success", "min_n"), trend_metrics=("decode_success_rate",)),
+             thresholds=("min_decode_success", "min_n_generation"), trend_metrics=("decode_success_rate",)),
     GateSpec("P0.4", "Does the model use the prompt?", "P0", ("ablate",), judge_prompt_ablation,
              fixes={"prompt_unused": FORMAT_FIX + " Then give T2A/T2I more weight in the training mix.",
                     "weak_prompt": "Use stronger, more specific prompts in the golden set (instrument, genre, mood "
                                    "for music), and check the ablation format as above."},
-             thresholds=("win_rate_shuffled", "win_rate_empty", "min_delta_empty", "min_n"),
+             thresholds=("win_rate_shuffled", "win_rate_empty", "min_delta_empty", "min_n"), sample_size="ablation",
              trend_metrics=("win_rate_shuffled", "win_rate_empty", "delta_empty", "mean_loss_correct"),
              across_tasks=prompt_ablation_across_tasks),
     GateSpec("P1.1", "Does it stop by itself?", "P1", ("generate",), judge_end_token,
              fixes={"no_end": "Keep training (the end-token rate should trend up); check that <aud_end>/<img_end> are "
                               "in the training targets."},
-             thresholds=("min_end_rate", "min_n"), trend_metrics=("end_rate",)),
+             thresholds=("min_end_rate", "min_n_generation"), trend_metrics=("end_rate",)),
     GateSpec("P1.2", "Does reading still use the modality?", "P1", ("ablate",), judge_read_ablation, tasks=READ_TASKS,
              fixes={"read_regressed": "Reading regressed: add more A2T/I2T to the mix and check that modality tokens "
                                       "reach the model (not masked, not truncated)."},
-             thresholds=("read_min_delta", "read_win_rate", "min_n"), trend_metrics=("delta_zero", "delta_noise")),
+             thresholds=("read_min_delta", "read_win_rate", "min_n"), trend_metrics=("delta_zero", "delta_noise"),
+             sample_size="ablation"),
     GateSpec("P1.3", "Are outputs alive and distinct?", "P1", ("collapse",), judge_collapse,
              fixes={"identical": "Outputs are the same across prompts: check P0.4 (is the prompt used?) and the sampling "
                                  "settings (temperature, top-k); raise T2A/T2I weight and prompt diversity.",
@@ -601,7 +612,7 @@ REGISTRY: list[GateSpec] = [
                              "writes codes without structure: train longer.",
                     "loops": "Outputs repeat themselves: lower temperature or raise repetition_penalty in generation, "
                              "and check for truncated or repeated training targets."},
-             thresholds=("min_unique_ratio", "max_silent_share", "max_noise_share", "max_loop_share", "min_n"),
+             thresholds=("min_unique_ratio", "max_silent_share", "max_noise_share", "max_loop_share", "min_n_generation"),
              trend_metrics=("unique_ratio", "silent_share", "noise_share", "loop_share")),
     GateSpec("TD", "Did training behave?", "TD", ("training",), judge_training, tasks=(ALL,),
              fixes={"write_not_falling": "Write losses did not fall: check T2A/T2I label masks and their share of the mix.",
@@ -610,7 +621,7 @@ REGISTRY: list[GateSpec] = [
                     "spike": "Loss spikes: lower the learning rate or add warm-up; look for bad batches at those steps.",
                     "norms_frozen": "Head/embedding norms did not move: check that the new rows are trainable "
                                     "(modules_to_save or unfrozen lm_head/embed_tokens)."},
-             thresholds=("read_loss_tolerance", "spike_ratio", "spike_window", "min_norm_change"), sample_size=False),
+             thresholds=("read_loss_tolerance", "spike_ratio", "spike_window", "min_norm_change"), sample_size=None),
 ]
 GATE_IDS = tuple(spec.id for spec in REGISTRY)
 P0 = tuple(spec.id for spec in REGISTRY if spec.tier == "P0")

@@ -39,6 +39,8 @@ class GenerationSettings(FromConfig):
     hold_end_until_expected: bool = True
     batch_size: int = 32
     seed: int = 0
+    # generate for this many golden rows per task (golden.generation_subset); None: all of them
+    samples_per_task: int | None = None
 
 
 def prompt_hash(text: str) -> str:
@@ -105,7 +107,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     modality = space.modality_for_task(task)
-    device = next(model.parameters()).device
+    device = model.get_input_embeddings().weight.device  # where a device_map puts the first layer
     pad = pad_id(tokenizer, modality.end_id)
     batches = list(length_batches(rows, settings.batch_size))
     iterator = batches

@@ -115,8 +115,9 @@ def validate_golden(frame: pd.DataFrame, space: TokenSpace, source: str = "golde
             bad.append("a t2a/t2i example needs a non-empty 'prompt'")
         if task in READ_TASKS and (not isinstance(row.get("caption"), str) or not row["caption"].strip()):
             bad.append("an a2t/i2t example needs a non-empty 'caption'")
-        if TASK_MODALITY[task] not in space.modalities:
-            bad.append(f"the token space has no {TASK_MODALITY[task]!r} modality for task {task}")
+        if space.task_modalities[task] not in space.modalities:
+            bad.append(f"the token space has no {space.task_modalities[task]!r} modality for task {task} (name the "
+                       f"modality in the config's task_modalities.{task}, or remove the {task} rows)")
             problems += [f"{label}: {b}" for b in bad]
             continue
         modality = space.modality_for_task(task)
@@ -130,7 +131,7 @@ def validate_golden(frame: pd.DataFrame, space: TokenSpace, source: str = "golde
 
 def _check_tokens(row: dict[str, Any], modality) -> list[str]:
     bad = []
-    if modality.name == "audio":
+    if modality.kind == "audio":
         n_frames, n_codebooks = _int_or_none(row.get("n_frames")), _int_or_none(row.get("n_codebooks"))
         if n_frames is None or n_frames <= 0:
             bad.append("audio needs meta n_frames (a positive integer)")
@@ -144,7 +145,7 @@ def _check_tokens(row: dict[str, Any], modality) -> list[str]:
         if n_tokens is None or n_tokens <= 0:
             bad.append("image needs meta n_tokens (a positive integer)")
         expected = n_tokens
-    checked = ("n_frames", "n_codebooks") if modality.name == "audio" else ("n_tokens",)
+    checked = ("n_frames", "n_codebooks") if modality.kind == "audio" else ("n_tokens",)
     for column in (c for c in META_COLUMNS if c not in checked):  # the ones this row's task does not use too
         value = row.get(column)
         if not _is_missing(value) and (_int_or_none(value) is None or _int_or_none(value) <= 0):
@@ -171,9 +172,31 @@ def _check_tokens(row: dict[str, Any], modality) -> list[str]:
     return bad
 
 
-def task_shard(frame: pd.DataFrame, task: str, shard: int, samples_per_shard: int) -> pd.DataFrame:
-    """Rows of shard `shard` of one task: the task's rows ordered by sample_id, cut every `samples_per_shard`."""
-    rows = frame[frame["task"] == task].sort_values("sample_id", kind="stable")
+def generation_subset(rows: pd.DataFrame, samples_per_task: int | None) -> pd.DataFrame:
+    """The rows of one task that generation uses: all of them, or `samples_per_task` spread evenly
+    over the rows sorted by expected length, so the shortest and the longest are always kept.
+
+    Generating is the expensive part (up to thousands of tokens per clip, twice); scoring is cheap, so
+    ablation keeps every row (N >= 256 for P0.4) while generation may use, say, 64. The pick depends
+    only on the rows, never on a seed or on the shard size. Returned in sample_id order.
+
+        >>> rows = pd.DataFrame({"sample_id": [f"s{i}" for i in range(10)], "expected_len": range(100, 0, -10)})
+        >>> generation_subset(rows, 4)["expected_len"].tolist()
+        [100, 70, 40, 10]
+    """
+    rows = rows.sort_values("sample_id", kind="stable")
+    if samples_per_task is None or samples_per_task >= len(rows):
+        return rows
+    by_length = rows.sort_values(["expected_len", "sample_id"], kind="stable")
+    picks = np.unique(np.round(np.linspace(0, len(rows) - 1, samples_per_task)).astype(int))
+    return by_length.iloc[picks].sort_values("sample_id", kind="stable")
+
+
+def task_shard(frame: pd.DataFrame, task: str, shard: int, samples_per_shard: int,
+               samples_per_task: int | None = None) -> pd.DataFrame:
+    """Rows of shard `shard` of one task: the task's rows (or its generation subset) ordered by
+    sample_id, cut every `samples_per_shard`."""
+    rows = generation_subset(frame[frame["task"] == task], samples_per_task)
     part = rows.iloc[shard * samples_per_shard : (shard + 1) * samples_per_shard]
     if part.empty:
         raise GoldenSetError(

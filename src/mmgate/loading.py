@@ -43,8 +43,15 @@ def load_tokenizer(ckpt: str | Path, base: str | None = None, trust_remote_code:
 
 
 def load_model(ckpt: str | Path, base: str | None = None, dtype: str = "float32", device: str = "cpu",
-               trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer). Adapters: base -> resize_token_embeddings(len(tokenizer)) -> PeftModel."""
+               trust_remote_code: bool = False, device_map: str | dict[str, Any] | None = None,
+               merge_adapter: bool = False) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer). Adapters: base -> resize_token_embeddings(len(tokenizer)) -> PeftModel,
+    merged into the base with `merge_adapter` (one matmul per layer fewer at every step).
+
+    `device_map` (e.g. "auto") spreads a model too large for one GPU over all visible ones, with
+    accelerate, after the adapter is loaded (and merged): resizing a model already dispatched would
+    drop the hooks of the embedding and head it replaces. Without it, the whole model goes to `device`.
+    """
     import torch
 
     if dtype not in DTYPES:
@@ -53,7 +60,26 @@ def load_model(ckpt: str | Path, base: str | None = None, dtype: str = "float32"
     tokenizer = load_tokenizer(ckpt, base, trust_remote_code)
     with unsafe_pickle_is_an_error(ckpt):
         model = _load_weights(ckpt, base, torch_dtype, tokenizer, trust_remote_code)
-    return model.to(device).eval(), tokenizer
+    if merge_adapter and is_adapter(ckpt):
+        model = model.merge_and_unload()
+    model = _dispatch(model, device_map) if device_map else model.to(device)
+    return model.eval(), tokenizer
+
+
+def _dispatch(model: Any, device_map: str | dict[str, Any]) -> Any:
+    """Place the model's layers over the visible devices (accelerate), balanced for "auto"/"balanced"."""
+    from accelerate import dispatch_model, infer_auto_device_map
+    from accelerate.utils import get_balanced_memory
+
+    if isinstance(device_map, str):
+        if device_map not in ("auto", "balanced", "sequential"):
+            raise CheckpointError(f"model.device_map = {device_map!r}: use auto, balanced, sequential or a "
+                                  "{module name: device} map")
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        no_split = list(getattr(inner, "_no_split_modules", None) or [])
+        memory = None if device_map == "sequential" else get_balanced_memory(model, no_split_module_classes=no_split)
+        device_map = infer_auto_device_map(model, max_memory=memory, no_split_module_classes=no_split)
+    return dispatch_model(model, device_map=device_map)
 
 
 def _load_weights(ckpt: str | Path, base: str | None, torch_dtype: Any, tokenizer: Any, trust_remote_code: bool) -> Any:
@@ -88,5 +114,8 @@ def load_for_task(ckpt: str | Path, model_config: dict[str, Any], special_ids: d
 
     device = resolve_device(model_config.get("device", "auto"))
     model, tokenizer = load_model(ckpt, model_config.get("base"), model_config["dtype"], device,
-                                  model_config.get("trust_remote_code", False))
+                                  model_config.get("trust_remote_code", False), model_config.get("device_map"),
+                                  model_config.get("merge_adapter", False))
+    if model_config.get("device_map"):
+        device = str(model.get_input_embeddings().weight.device)
     return model, tokenizer, PromptTemplate(template_text, tokenizer, special_ids, name=f"templates.{task}"), device

@@ -19,6 +19,7 @@ import pandas as pd
 from . import gates as G
 from .checkpoints import checkpoint_step
 from .errors import MMGateError
+from .golden import generation_subset
 from .io import read_parquet
 from .tasks import MODES, TASKS, WRITE_TASKS
 
@@ -33,8 +34,10 @@ def input_key(stage: str, task: str, mode: str | None = None) -> str:
     return "_".join(p for p in (stage, task, mode) if p)
 
 
-def report_inputs(ckpt: str, shards: Mapping[str, Sequence[str]], p01_passed: bool = True) -> dict[str, list[str]]:
-    """Every file the report of one checkpoint reads, by input name; `shards[task]`: the task's shard ids.
+def report_inputs(ckpt: str, shards: Mapping[str, Sequence[str]], p01_passed: bool = True,
+                  generation_shards: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+    """Every file the report of one checkpoint reads, by input name; `shards[task]`: the task's shard
+    ids, `generation_shards[task]` those of its generation subset (default: the same).
 
     A checkpoint that failed P0.1 gets a report from its token-space check alone (no GPU work runs).
     """
@@ -42,7 +45,7 @@ def report_inputs(ckpt: str, shards: Mapping[str, Sequence[str]], p01_passed: bo
     if not p01_passed:
         return inputs
     for task in WRITE_TASKS:
-        parts = list(shards.get(task, []))
+        parts = list((shards if generation_shards is None else generation_shards).get(task, []))
         if not parts:
             continue
         for mode in MODES:
@@ -87,18 +90,24 @@ def _same_samples(frame: pd.DataFrame, expected: set[str], what: str, paths: Seq
 
 
 def load_tables(inputs: Mapping[str, Sequence[str]], golden: pd.DataFrame | None = None,
-                training_log: str | Path | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+                training_log: str | Path | None = None,
+                samples_per_task: int | None = None,
+                training_log_columns: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The stage tables of one checkpoint from exactly the report rule's declared inputs.
 
     Returns (tables, evidence): `tables[stage][task]` as the gates read them, `evidence[stage]`
     the files each stage's verdict rests on. With `golden`, every table must hold exactly the
-    golden set's samples of its task (else StaleResultError naming the file).
+    golden set's samples of its task (else StaleResultError naming the file): generation tables those
+    of its generation subset (`samples_per_task`, see golden.generation_subset).
     """
     ids = {t: set(golden.loc[golden["task"] == t, "sample_id"].astype(str)) for t in TASKS} if golden is not None else None
+    generated_ids = ({t: set(generation_subset(golden[golden["task"] == t], samples_per_task)["sample_id"].astype(str))
+                      for t in WRITE_TASKS} if golden is not None else None)
     tables: dict[str, Any] = {name: {} for name in ("check", "generate", "decode", "fingerprint", "collapse", "ablate",
                                                       "ablate_rows", "training")}
     evidence: dict[str, list[str]] = {name: [] for name in tables}
     tables["golden_n"] = {t: len(v) for t, v in ids.items()} if ids is not None else {}
+    tables["generation_n"] = {t: len(v) for t, v in generated_ids.items()} if generated_ids is not None else {}
     check = [str(p) for p in inputs.get("check", [])]
     if check:
         tables["check"][G.ALL] = _read_all(check)
@@ -109,8 +118,8 @@ def load_tables(inputs: Mapping[str, Sequence[str]], golden: pd.DataFrame | None
         for mode, paths in modes.items():
             if paths:
                 part = _read_all(paths).assign(mode=mode, task=task)  # hive keys live in the path, not the file
-                if ids is not None:
-                    _same_samples(part, ids[task], f"generate {task}/{mode}", paths)
+                if generated_ids is not None:
+                    _same_samples(part, generated_ids[task], f"generate {task}/{mode}", paths)
                 frames.append(part)
                 evidence["generate"] += list(map(str, paths))
         if frames:
@@ -120,19 +129,20 @@ def load_tables(inputs: Mapping[str, Sequence[str]], golden: pd.DataFrame | None
             decoded = _read_all(paths)
             decoded["file_path"] = [str(Path(f).parent / x) if isinstance(x, str) else None
                                     for f, x in zip(decoded["_file"], decoded["file"])]
-            if ids is not None:
-                _same_samples(decoded, ids[task], f"decode {task}", paths)
+            if generated_ids is not None:
+                _same_samples(decoded, generated_ids[task], f"decode {task}", paths)
             tables["decode"][task] = decoded
             evidence["decode"] += list(map(str, paths))
         for stage in ("fingerprint", "collapse"):
             paths = inputs.get(input_key(stage, task))
             if paths:
                 frame = _read_all(paths)
-                if ids is not None and stage == "fingerprint":
-                    _same_samples(frame, ids[task], f"fingerprint {task}", paths)
-                if ids is not None and stage == "collapse" and int(frame["n"].iloc[0]) != len(ids[task]):
-                    raise StaleResultError(f"{paths[0]}: summarises {int(frame['n'].iloc[0])} outputs but the golden set has "
-                                           f"{len(ids[task])} {task} samples. Delete it and rerun snakemake.")
+                if generated_ids is not None and stage == "fingerprint":
+                    _same_samples(frame, generated_ids[task], f"fingerprint {task}", paths)
+                if generated_ids is not None and stage == "collapse" and int(frame["n"].iloc[0]) != len(generated_ids[task]):
+                    raise StaleResultError(f"{paths[0]}: summarises {int(frame['n'].iloc[0])} outputs but generation uses "
+                                           f"{len(generated_ids[task])} {task} samples of the golden set. Delete it and "
+                                           "rerun snakemake.")
                 tables[stage][task] = frame
                 evidence[stage] += list(map(str, paths))
     for task in TASKS:
@@ -156,7 +166,7 @@ def load_tables(inputs: Mapping[str, Sequence[str]], golden: pd.DataFrame | None
             tables["ablate"][task] = summary
             evidence["ablate"] += list(map(str, paths))
     if training_log is not None:
-        log = read_training_log(training_log)
+        log = read_training_log(training_log, training_log_columns)  # mmgate's names <- the run's
         tables["training"][G.ALL] = log
         evidence["training"] = [str(training_log)]
     return tables, evidence
@@ -164,15 +174,17 @@ def load_tables(inputs: Mapping[str, Sequence[str]], golden: pd.DataFrame | None
 
 def build(inputs: Mapping[str, Sequence[str]], thresholds: G.Thresholds, golden: pd.DataFrame | None = None,
           training_log: str | Path | None = None, provenance: Mapping[str, Any] | None = None,
-          checkpoint: str = "") -> dict[str, Any]:
+          checkpoint: str = "", samples_per_task: int | None = None,
+          training_log_columns: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Verdicts of one checkpoint: the gates.json content, plus the tables and Gate objects for the HTML."""
-    tables, evidence = load_tables(inputs, golden, training_log)
+    tables, evidence = load_tables(inputs, golden, training_log, samples_per_task, training_log_columns)
     gates = G.evaluate(tables, thresholds, evidence=evidence)
     provenance = dict(provenance or {})
     step = provenance.get("step", checkpoint_step(checkpoint))
     return {"checkpoint": checkpoint, "step": step, "overall": G.overall(gates), "overall_note": G.overall_note(gates),
             "assessment": G.assessment(gates), "gates": [g.as_dict() for g in gates], "provenance": provenance,
-            "sample_sizes": tables["golden_n"], "tables": tables, "gate_objects": gates}
+            "sample_sizes": {"generation": tables["generation_n"], "ablation": tables["golden_n"]}, "tables": tables,
+            "gate_objects": gates}
 
 
 def _git_commit(directory: Path) -> str | None:
@@ -201,6 +213,7 @@ def report_provenance(ckpt: str, ckpt_dir: str | Path, config: Mapping[str, Any]
     except metadata.PackageNotFoundError:
         version = None
     decoders = config.get("decoders") or {}
+    samples_per_task = (config.get("generation") or {}).get("samples_per_task")
     return {
         "checkpoint": ckpt, "checkpoint_dir": str(ckpt_dir), "step": trainer_step(ckpt_dir, ckpt),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -208,6 +221,8 @@ def report_provenance(ckpt: str, ckpt_dir: str | Path, config: Mapping[str, Any]
         "config_hash": config_hash(config), "token_space_sha256": space.sha256,
         "golden_set": str(golden_path), "golden_set_sha256": sha256_file(golden_path),
         "golden_n": {t: int(n) for t, n in golden["task"].value_counts().sort_index().items()},
+        "generation_n": {t: len(generation_subset(golden[golden["task"] == t], samples_per_task))
+                         for t in sorted(set(golden["task"]) & set(WRITE_TASKS))},
         "decoders": {name: d.get("backend") for name, d in decoders.items() if isinstance(d, Mapping)},
     }
 
@@ -227,22 +242,53 @@ def length_audit(golden: pd.DataFrame, limits: Mapping[str, int]) -> pd.DataFram
 # ---------------------------------------------------------------------------------- training dynamics
 
 WRITE_LOSSES, READ_LOSSES, NORMS = ("t2a_avg", "t2i_avg"), ("a2t_avg", "i2t_avg"), ("head_norm_mean", "emb_norm_mean")
+LOG_COLUMNS = ("step",) + WRITE_LOSSES + READ_LOSSES + NORMS  # what report.training_log_columns may map
 
 
-def read_training_log(path: str | Path) -> pd.DataFrame:
-    """A training log with a `step` column: CSV, JSONL, or an HF Trainer `trainer_state.json` (`log_history`)."""
+def map_log_columns(log: pd.DataFrame, columns: Mapping[str, str], path: str | Path) -> pd.DataFrame:
+    """`log` with each mmgate name of `columns` holding the column the run logged under its own name."""
+    from .errors import ConfigError
+
+    unknown = sorted(set(columns) - set(LOG_COLUMNS))
+    if unknown:
+        raise ConfigError(f"report.training_log_columns: unknown mmgate name(s) {unknown}; the keys are mmgate's names "
+                          f"{list(LOG_COLUMNS)} and each value the name the run logged it under in {path}.")
+    missing = {ours: theirs for ours, theirs in columns.items() if theirs not in log}
+    if missing:
+        named = ", ".join(f"{ours}: {theirs!r}" for ours, theirs in missing.items())
+        raise ConfigError(f"{path}: report.training_log_columns maps {named}, but this log has no such column. "
+                          f"Its columns: {sorted(map(str, log.columns))}. Set each to one of these, or remove it.")
+    # copied, not renamed: two mmgate names may read one logged column, and a mapping replaces a same-named column
+    return log.assign(**{ours: log[theirs] for ours, theirs in columns.items()})
+
+
+def training_log_path(setting: str | None, ckpt_dir: str | Path) -> Path | None:
+    """report.training_log for one checkpoint; `{checkpoint_dir}` is its directory, so an HF Trainer
+    run's setting is `{checkpoint_dir}/trainer_state.json`.
+
+        >>> training_log_path("{checkpoint_dir}/trainer_state.json", "/runs/a/checkpoint-500").as_posix()
+        '/runs/a/checkpoint-500/trainer_state.json'
+    """
+    return Path(setting.replace("{checkpoint_dir}", str(ckpt_dir))) if setting else None
+
+
+def read_training_log(path: str | Path, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """A training log with a `step` column: CSV, JSONL, or an HF Trainer `trainer_state.json` (`log_history`).
+
+    `columns` (report.training_log_columns) maps mmgate's names to the run's, e.g.
+    `{"t2a_avg": "eval_t2a_loss"}`; a mapped column the log lacks is a ConfigError.
+    """
     from .errors import ConfigError
 
     path = Path(path)
+    per_record = False
     try:
         if path.suffix == ".json":
             state = json.loads(path.read_text())
             records = state.get("log_history") if isinstance(state, dict) else state
             if not isinstance(records, list):
                 raise ConfigError(f"{path}: a JSON training log must be a trainer_state.json with `log_history` or a list of records")
-            log = pd.DataFrame(records)
-            if "step" in log:  # the Trainer logs train and eval metrics of a step in separate records
-                log = log.groupby("step", as_index=False).first()
+            log, per_record = pd.DataFrame(records), True
         elif path.suffix in (".jsonl", ".ndjson"):
             log = pd.read_json(path, lines=True)
         else:
@@ -250,8 +296,12 @@ def read_training_log(path: str | Path) -> pd.DataFrame:
     except (OSError, ValueError) as err:
         raise ConfigError(f"{path}: cannot read the training log ({err}). Set report.training_log to a CSV, JSONL or "
                           "trainer_state.json with a 'step' column.") from err
+    log = map_log_columns(log, columns or {}, path)
     if "step" not in log:
-        raise ConfigError(f"{path}: a training log needs a 'step' column (found {list(log.columns)})")
+        raise ConfigError(f"{path}: a training log needs a 'step' column (found {list(log.columns)}); name the run's "
+                          "step column with report.training_log_columns: {step: <its name>}")
+    if per_record:  # the Trainer logs train and eval metrics of a step in separate records
+        log = log.groupby("step", as_index=False).first()
     return log.sort_values("step").reset_index(drop=True)
 
 
@@ -285,9 +335,10 @@ def training_summary(log: pd.DataFrame, t: G.Thresholds | None = None) -> pd.Dat
     return pd.DataFrame(rows, columns=["metric", "first", "last", "change", "nan_count", "spikes", "spike_steps"])
 
 
-def training_dynamics(path: str | Path, t: G.Thresholds | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def training_dynamics(path: str | Path, t: G.Thresholds | None = None,
+                      columns: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the log, one row per metric) from a CSV, JSONL or trainer_state.json training log."""
-    log = read_training_log(path)
+    log = read_training_log(path, columns)
     return log, training_summary(log, t)
 
 

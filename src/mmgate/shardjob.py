@@ -37,10 +37,12 @@ class ShardJob:
     ckpt_dir: str | None = None
     template_text: str | None = None
     model_config: dict[str, Any] = field(default_factory=dict)
+    samples_per_task: int | None = None  # generate/decode jobs: the task's generation subset
 
     @classmethod
-    def from_files(cls, token_space: str | Path, golden: str | Path, **fields: Any) -> "ShardJob":
-        space = TokenSpace.load(token_space)
+    def from_files(cls, token_space: str | Path, golden: str | Path, task_modalities: dict[str, str] | None = None,
+                   **fields: Any) -> "ShardJob":
+        space = TokenSpace.load(token_space, task_modalities)
         return cls(space=space, golden=load_golden(golden, space), **fields)
 
     @classmethod
@@ -54,7 +56,7 @@ class ShardJob:
         wildcards = smk.wildcards
         params = smk.params
         return cls.from_files(
-            smk.input.token_space, smk.input.golden,
+            smk.input.token_space, smk.input.golden, getattr(params, "task_modalities", None),
             checkpoint=wildcards.ckpt,
             task=getattr(wildcards, "write_task", None) or wildcards.task,
             shard=int(wildcards.shard),
@@ -62,6 +64,7 @@ class ShardJob:
             ckpt_dir=getattr(params, "ckpt_dir", None),
             template_text=getattr(params, "template", None),
             model_config=dict(getattr(params, "model", None) or {}),
+            samples_per_task=getattr(params, "samples_per_task", None),
         )
 
     @property
@@ -76,8 +79,9 @@ class ShardJob:
 
     @cached_property
     def rows(self) -> pd.DataFrame:
-        """The golden rows of this shard."""
-        return task_shard(self.golden, self.task, self.shard, self.samples_per_shard).reset_index(drop=True)
+        """The golden rows of this shard (of the task's generation subset for generate and decode jobs)."""
+        return task_shard(self.golden, self.task, self.shard, self.samples_per_shard,
+                          self.samples_per_task).reset_index(drop=True)
 
     def load(self) -> tuple[Any, Any, Any, str]:
         """(model, tokenizer, the task's PromptTemplate, device), loaded exactly as trained."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -102,6 +102,13 @@ class Modality:
     pad_token: str | None = None
     pad_id: int | None = None
     codec: Mapping[str, Any] = field(default_factory=dict)
+    # "audio" or "image": what the task using it writes or reads (decoders, fingerprints); the name by
+    # default, set from the task by TokenSpace.modality_for_task (a "music" modality is audio for t2a)
+    kind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is None:
+            object.__setattr__(self, "kind", self.name)
 
     @property
     def n_codebooks(self) -> int:
@@ -197,9 +204,12 @@ class TokenSpace:
     modalities: Mapping[str, Modality]
     sha256: str | None = None
     path: str | None = None
+    # which modality each task writes or reads; config `task_modalities` names another where the
+    # vocabulary has several of a kind (AnyGPT: speech and music)
+    task_modalities: Mapping[str, str] = field(default_factory=lambda: dict(TASK_MODALITY))
 
     @classmethod
-    def load(cls, path: str | Path) -> "TokenSpace":
+    def load(cls, path: str | Path, task_modalities: Mapping[str, str] | None = None) -> "TokenSpace":
         path = Path(path)
         try:
             raw = path.read_bytes()
@@ -209,7 +219,23 @@ class TokenSpace:
             spec = json.loads(raw)
         except json.JSONDecodeError as err:
             raise TokenSpaceError(f"{path}: not valid JSON ({err}).") from err
-        return cls.from_dict(spec, source=str(path), sha256=hashlib.sha256(raw).hexdigest())
+        space = cls.from_dict(spec, source=str(path), sha256=hashlib.sha256(raw).hexdigest())
+        return space.for_tasks(task_modalities) if task_modalities else space
+
+    def for_tasks(self, task_modalities: Mapping[str, str]) -> "TokenSpace":
+        """This space with config `task_modalities` (task -> modality name) over the defaults.
+
+            >>> space = TokenSpace(10, {}, {}, {"music": None}).for_tasks({"t2a": "music"})
+            >>> space.task_modalities["t2a"], space.task_modalities["a2t"]
+            ('music', 'audio')
+        """
+        problems = [f"task_modalities.{task}: unknown task; use one of {sorted(TASK_MODALITY)}"
+                    for task in task_modalities if task not in TASK_MODALITY]
+        problems += [f"task_modalities.{task} = {name!r}: {self.path} has no such modality (it has {sorted(self.modalities)})"
+                     for task, name in task_modalities.items() if task in TASK_MODALITY and name not in self.modalities]
+        if problems:
+            raise TokenSpaceError("The config's task_modalities do not fit the token space:\n  - " + "\n  - ".join(problems))
+        return replace(self, task_modalities={**TASK_MODALITY, **task_modalities})
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], source: str = "token_space", sha256: str | None = None) -> "TokenSpace":
@@ -252,9 +278,10 @@ class TokenSpace:
             ) from None
 
     def modality_for_task(self, task: str) -> Modality:
+        """The modality `task` writes or reads, its `kind` the task's (audio for t2a/a2t, image for t2i/i2t)."""
         if task not in TASK_MODALITY:
             raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASK_MODALITY)}")
-        return self.modality(TASK_MODALITY[task])
+        return replace(self.modality(self.task_modalities[task]), kind=TASK_MODALITY[task])
 
 
 def _typos(spec: Mapping[str, Any], known: set[str], where: str) -> list[str]:

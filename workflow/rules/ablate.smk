@@ -15,13 +15,14 @@ rule ablate:
         ENV
     threads: 2
     resources:
-        gpu=1,
+        gpu=config["model"]["gpus"],
         mem_mb=16000,
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         ckpt_dir=ckpt_dir,
         template=lambda wildcards: config["templates"][wildcards.task],
         model=config["model"],
+        task_modalities=config["task_modalities"],
         settings=config["ablation"],
         samples_per_shard=config["sharding"]["samples_per_shard"],
     script:

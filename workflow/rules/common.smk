@@ -109,7 +109,8 @@ def _check_inputs():
     from mmgate.tokenspace import TokenSpace
 
     problems = decoder_config_problems(
-        config.get("decoders", {}), TokenSpace.load(config["token_space"])
+        config.get("decoders", {}),
+        TokenSpace.load(config["token_space"], config["task_modalities"]),
     )
     if problems:
         raise WorkflowError(
@@ -143,7 +144,9 @@ def _golden_counts(path, mtime):
     from mmgate.tokenspace import TokenSpace
 
     if Path(config["token_space"]).exists():
-        golden = load_golden(path, TokenSpace.load(config["token_space"]))
+        golden = load_golden(
+            path, TokenSpace.load(config["token_space"], config["task_modalities"])
+        )
     else:  # the demo builds both; its rule validates them
         golden = read_golden(path)
     if golden.empty:
@@ -165,9 +168,17 @@ def n_samples(task):
     )
 
 
-def shards(task):
+def n_generated(task):
+    """Rows per write task that generation uses: all, or `generation.samples_per_task` of them."""
+    wanted = config["generation"]["samples_per_task"]
+    return n_samples(task) if wanted is None else min(n_samples(task), wanted)
+
+
+def shards(task, generation=False):
+    """Shard ids of a task: of its generation subset for generate/decode/fingerprint, else of every row."""
     per_shard = config["sharding"]["samples_per_shard"]
-    return [f"{i:03d}" for i in range(max(1, math.ceil(n_samples(task) / per_shard)))]
+    n = n_generated(task) if generation else n_samples(task)
+    return [f"{i:03d}" for i in range(max(1, math.ceil(n / per_shard)))]
 
 
 _check_inputs()
@@ -209,6 +220,11 @@ def p01_gate(wildcards):
 def report_inputs(wildcards):
     """Exactly the files the report reads; after a P0.1 failure, only the token-space check."""
     by_task = {task: shards(task) if n_samples(task) else [] for task in TASKS}
-    inputs = _report_inputs(wildcards.ckpt, by_task, p01_passed(wildcards.ckpt))
+    generated = {
+        task: shards(task, generation=True) if n_samples(task) else [] for task in TASKS
+    }
+    inputs = _report_inputs(
+        wildcards.ckpt, by_task, p01_passed(wildcards.ckpt), generation_shards=generated
+    )
     inputs["golden"] = [config["golden_set"]]
     return inputs

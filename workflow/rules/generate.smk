@@ -15,15 +15,17 @@ rule generate:
         ENV
     threads: 2
     resources:
-        gpu=1,
+        gpu=config["model"]["gpus"],
         mem_mb=16000,
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         ckpt_dir=ckpt_dir,
         template=lambda wildcards: config["templates"][wildcards.write_task],
         model=config["model"],
+        task_modalities=config["task_modalities"],
         settings=config["generation"],
         samples_per_shard=config["sharding"]["samples_per_shard"],
+        samples_per_task=config["generation"]["samples_per_task"],
     script:
         "../scripts/generate.py"
 
@@ -47,8 +49,10 @@ rule decode:
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         decoders=config["decoders"],
+        task_modalities=config["task_modalities"],
         device=config["model"]["device"],
         samples_per_shard=config["sharding"]["samples_per_shard"],
+        samples_per_task=config["generation"]["samples_per_task"],
     script:
         "../scripts/decode.py"
 
@@ -57,11 +61,11 @@ rule fingerprint:
     input:
         decoded=lambda wc: expand(
             "results/decode/ckpt={{ckpt}}/task={{write_task}}/part-{shard}.parquet",
-            shard=shards(wc.write_task),
+            shard=shards(wc.write_task, generation=True),
         ),
         generated=lambda wc: expand(
             "results/generate/ckpt={{ckpt}}/task={{write_task}}/mode=constrained/part-{shard}.parquet",
-            shard=shards(wc.write_task),
+            shard=shards(wc.write_task, generation=True),
         ),
         token_space=config["token_space"],
     output:
@@ -76,5 +80,6 @@ rule fingerprint:
         runtime=20,
     params:
         settings=config["fingerprint"],
+        task_modalities=config["task_modalities"],
     script:
         "../scripts/fingerprint.py"

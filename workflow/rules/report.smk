@@ -25,6 +25,7 @@ rule report:
         thresholds=config["gates"],
         length_limits=config["report"]["length_limits"],
         training_log=lambda wildcards: config["report"]["training_log"],
+        training_log_columns=lambda wildcards: config["report"]["training_log_columns"],
         token_space=config["token_space"],
         decoders=config["decoders"],
         config=config,

@@ -15,7 +15,7 @@ from mmgate.shardjob import ShardJob
 def main(smk, log):
     torch.set_num_threads(smk.threads)
     job = ShardJob.from_snakemake(smk)
-    decoder_config = smk.params.decoders[job.modality.name]
+    decoder_config = smk.params.decoders[job.modality.kind]
     frame = decode_shard(job, read_parquet(smk.input.generated), decoder_config, Path(smk.output.table),
                          resolve_device(smk.params.device), smk.params.decoders.get("batch_size", 16))
     log.info("%s shard %03d: %d of %d decoded", job.task, job.shard, int(frame["ok"].sum()), len(frame))

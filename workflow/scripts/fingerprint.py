@@ -12,7 +12,7 @@ from mmgate.tokenspace import TokenSpace
 
 
 def main(smk, log):
-    space = TokenSpace.load(smk.input.token_space)
+    space = TokenSpace.load(smk.input.token_space, smk.params.task_modalities)
     modality = space.modality_for_task(smk.wildcards.write_task)
     decoded = []
     for path in smk.input.decoded:

@@ -1,33 +1,34 @@
 """Gate verdicts, gates.json/parquet and the self-contained HTML report of one checkpoint."""
 
-from pathlib import Path
-
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 
 from mmgate.gates import Thresholds, gates_table
 from mmgate.golden import load_golden
 from mmgate.io import provenance, strict_json, write_parquet, write_text
-from mmgate.report import build, length_audit, render_html, report_provenance, training_dynamics
+from mmgate.report import (build, length_audit, render_html, report_provenance, training_dynamics,
+                           training_log_path)
 from mmgate.scripting import run
 from mmgate.tokenspace import TokenSpace
 
 
 def main(smk, log):
-    space = TokenSpace.load(smk.params.token_space)
+    space = TokenSpace.load(smk.params.token_space, smk.params.config["task_modalities"])
     golden = load_golden(smk.input.golden[0], space)
     thresholds = Thresholds.from_config(smk.params.thresholds)
     training_log = None
-    if smk.params.training_log:  # "{checkpoint_dir}" names a per-checkpoint log
-        path = Path(smk.params.training_log.format(checkpoint_dir=smk.params.ckpt_dir))
+    path = training_log_path(smk.params.training_log, smk.params.ckpt_dir)  # "{checkpoint_dir}": a log per checkpoint
+    if path is not None:
         if path.exists():
             training_log = path
         else:
             log.warning("report.training_log: %s does not exist; TD is SKIP", path)
     inputs = {name: list(files) for name, files in smk.input.items() if name != "golden"}
     prov = report_provenance(smk.wildcards.ckpt, smk.params.ckpt_dir, smk.params.config, space, smk.input.golden[0], golden)
-    report = build(inputs, thresholds, golden, training_log, prov, checkpoint=smk.wildcards.ckpt)
+    report = build(inputs, thresholds, golden, training_log, prov, checkpoint=smk.wildcards.ckpt,
+                   samples_per_task=smk.params.config["generation"]["samples_per_task"],
+                   training_log_columns=smk.params.training_log_columns)
     audit = length_audit(golden, smk.params.length_limits)
-    dynamics = training_dynamics(training_log, thresholds) if training_log else None
+    dynamics = training_dynamics(training_log, thresholds, smk.params.training_log_columns) if training_log else None
     summary = {k: report[k] for k in ("checkpoint", "step", "overall", "overall_note", "assessment", "provenance", "gates")}
     summary["length_audit"] = audit.to_dict("records")
     if dynamics is not None:
