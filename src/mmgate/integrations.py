@@ -15,7 +15,7 @@ checkpoint never starts jobs. Usage::
 with, in mmgate's config::
 
     checkpoint_glob: /runs/stage4/checkpoint-*
-    checkpoint_marker: COMPLETE
+    completion_marker: COMPLETE
     report: {training_log: "{checkpoint_dir}/trainer_state.json"}
 """
 
