@@ -180,3 +180,12 @@ def test_generation_gates_warn_below_min_n_generation_and_ablation_gates_below_m
     report = build(inputs, G.Thresholds(min_n_generation=64), golden(10), checkpoint="good")
     p02 = next(g for g in report["gates"] if g["gate"] == "P0.2")
     assert p02["verdict"] == G.WARN and "n=10 < min_n_generation=64: too few generation samples" in p02["reasons"][0]
+
+
+def test_the_html_report_states_the_generation_and_the_ablation_n(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_generation(tmp_path, "good", {"000": [f"a{i:03d}" for i in range(10)]})
+    inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000"]}).items() if k.startswith("generate")}
+    provenance = {"golden_n": {"t2a": 256, "a2t": 256}, "generation_n": {"t2a": 10}}
+    page = render_html(build(inputs, G.Thresholds(), golden(10), provenance=provenance, checkpoint="good"))
+    assert "Samples per task: generated t2a 10; scored a2t 256, t2a 256" in page

@@ -68,3 +68,10 @@ def test_inspect_lists_the_checkpoints_by_step_with_both_sample_sizes(walkthroug
     _, out = walkthrough
     assert out.index("checkpoint-50") < out.index("checkpoint-100")
     assert "generated t2a 32, t2i 32; scored a2t 256, i2t 256, t2a 256, t2i 256" in out
+
+
+@pytest.mark.slow
+def test_the_html_report_states_both_sample_sizes(walkthrough):
+    root, _ = walkthrough
+    page = (root / "results/report/ckpt=checkpoint-100/report.html").read_text()
+    assert "Samples per task: generated t2a 32, t2i 32; scored a2t 256" in page

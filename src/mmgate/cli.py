@@ -108,17 +108,10 @@ def _overall(report: dict) -> str:
     return f"{report.get('overall')}" + (f" ({note})" if note else "")
 
 
-def _sample_sizes(provenance: dict) -> str | None:
-    """"generated t2a 64, t2i 64; scored a2t 256, ..." from a report's provenance."""
-    scored, generated = provenance.get("golden_n") or {}, provenance.get("generation_n")
-    if not scored:
-        return None
-    listing = lambda counts: ", ".join(f"{task} {n}" for task, n in sorted(counts.items()))  # noqa: E731
-    return (f"generated {listing(generated)}; " if generated else "") + f"scored {listing(scored)}"
-
-
 def _inspect(args: argparse.Namespace) -> None:
     import json
+
+    from .report import sample_sizes_line
 
     from .gates import GATE_IDS
 
@@ -132,7 +125,7 @@ def _inspect(args: argparse.Namespace) -> None:
             "gates": {g["gate"]: g["verdict"] for g in gates},
             "reasons": {g["gate"]: g.get("reasons", []) for g in gates if g.get("reasons")},
             "notes": {g["gate"]: g.get("notes", []) for g in gates if g.get("notes")},
-            "samples": _sample_sizes(report.get("provenance") or {}),
+            "samples": sample_sizes_line(report.get("provenance") or {}),
             "fixes": {g["gate"]: g["fix"] for g in gates if g.get("fix")},
             "evidence": {g["gate"]: g["evidence"] for g in gates if g["verdict"] in ("FAIL", "WARN")},
         })

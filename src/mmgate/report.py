@@ -479,6 +479,15 @@ def _lines(items: Sequence[str], cls: str = "") -> str:
     return f"<ul class='{cls}'>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>" if items else ""
 
 
+def sample_sizes_line(provenance: Mapping[str, Any]) -> str | None:
+    """"generated t2a 64, t2i 64; scored a2t 256, ..." from a report's provenance."""
+    scored, generated = provenance.get("golden_n") or {}, provenance.get("generation_n")
+    if not scored:
+        return None
+    listing = lambda counts: ", ".join(f"{task} {n}" for task, n in sorted(counts.items()))  # noqa: E731
+    return (f"generated {listing(generated)}; " if generated else "") + f"scored {listing(scored)}"
+
+
 def render_html(report: Mapping[str, Any], audit: pd.DataFrame | None = None,
                 dynamics: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> str:
     tables = report["tables"]
@@ -520,7 +529,7 @@ def render_html(report: Mapping[str, Any], audit: pd.DataFrame | None = None,
     prov_line = ", ".join(f"{k}: {html.escape(str(v))}" for k, v in prov.items() if not isinstance(v, (dict, list)))
     return (f"<!doctype html><html><head><meta charset=utf-8><title>mmgate {html.escape(report['checkpoint'])}</title>"
             f"<style>{CSS}</style></head><body><h1>mmgate gate report: {html.escape(report['checkpoint'])}</h1>"
-            f"<p class=prov>{prov_line}</p>"
+            f"<p class=prov>{prov_line}</p><p>Samples per task: {html.escape(sample_sizes_line(prov) or 'unknown')}</p>"
             f"<p>Overall: <b>{html.escape(report['overall'])}</b>{note} (valid trial: every P0 gate passes; ready to "
             f"promote: no P1 or TD gate fails and no verdict rests on too few samples)</p><ul>{lines}</ul>"
             f"<table class=t><tr><th>gate</th><th>question</th><th>verdict</th><th>reasons</th>"
