@@ -201,3 +201,28 @@ def test_the_shifted_stage2_shard_is_named_for_every_checkpoint(zoo_run):
         failed = rows[~rows["match"]]
         assert str(shards[-1]) in set(failed["path"]), failed  # by its hash and by its id-to-token tables
         assert all(path.startswith(str(shards[-1].parent)) for path in failed["path"]), failed
+
+
+def readme_zoo_section() -> str:
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    return readme[readme.index("### The fault zoo"):readme.index("## From a training run to a report")]
+
+
+@pytest.mark.slow
+def test_the_readme_verdict_table_is_what_mmgate_inspect_prints_for_the_suite_run(zoo_run, capsys):
+    from mmgate.cli import main as cli
+
+    cli(["inspect", str(zoo_run / "results")])
+    table = capsys.readouterr().out.split("\n\n")[0].strip()
+    assert table in readme_zoo_section(), f"update the README's verdict table to this run's:\n{table}"
+
+
+@pytest.mark.slow
+def test_the_readme_catch_table_has_this_runs_verdicts(zoo_reports):
+    def first_columns(lines):  # fault, gate, verdict: measured values may differ in the last digit across CPUs
+        return [tuple(cell.strip() for cell in line.split("|")[1:4]) for line in lines if line.startswith("| `")]
+
+    ours = first_columns(zoo.markdown(zoo.catch_table(zoo_reports)).splitlines())
+    assert ours and ours == first_columns(readme_zoo_section().splitlines())
