@@ -61,8 +61,8 @@ def main() -> None:
     batch = 32
     training = TrainingArguments(
         output_dir=args.out, max_steps=args.steps, save_steps=args.save_steps, per_device_train_batch_size=batch,
-        learning_rate=3e-3, warmup_steps=30, weight_decay=0.0, max_grad_norm=1.0, logging_steps=25,
-        eval_strategy="steps", eval_steps=25, per_device_eval_batch_size=64, seed=args.seed,
+        learning_rate=3e-3, warmup_steps=10, weight_decay=0.0, max_grad_norm=1.0, logging_steps=10,
+        eval_strategy="steps", eval_steps=10, per_device_eval_batch_size=64, seed=args.seed,
         use_cpu=not torch.cuda.is_available(), report_to=[], disable_tqdm=True)
     trainer = Trainer(
         model=model, args=training, processing_class=tokenizer,

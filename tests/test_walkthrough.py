@@ -41,24 +41,24 @@ def reports(root):
 @pytest.mark.slow
 def test_each_trainer_checkpoint_gets_a_report_at_its_trainer_step(walkthrough):
     root, _ = walkthrough
-    assert {name: report["step"] for name, report in reports(root).items()} == {"checkpoint-50": 50, "checkpoint-100": 100}
+    assert {name: report["step"] for name, report in reports(root).items()} == {"checkpoint-30": 30, "checkpoint-60": 60}
 
 
 @pytest.mark.slow
 def test_generation_uses_its_subset_and_ablation_every_golden_row(walkthrough):
     root, _ = walkthrough
-    provenance = reports(root)["checkpoint-100"]["provenance"]
+    provenance = reports(root)["checkpoint-60"]["provenance"]
     assert provenance["generation_n"] == {"t2a": 32, "t2i": 32}
     assert provenance["golden_n"] == {"a2t": 256, "i2t": 256, "t2a": 256, "t2i": 256}
-    generated = read_parquet(root / "results/generate/ckpt=checkpoint-100/task=t2a/mode=free/part-000.parquet")
-    scored = read_parquet(root / "results/ablate/ckpt=checkpoint-100/task=t2a/summary.parquet")
+    generated = read_parquet(root / "results/generate/ckpt=checkpoint-60/task=t2a/mode=free/part-000.parquet")
+    scored = read_parquet(root / "results/ablate/ckpt=checkpoint-60/task=t2a/summary.parquet")
     assert len(generated) == 32 and int(scored["n"].iloc[0]) == 256
 
 
 @pytest.mark.slow
 def test_training_dynamics_read_the_trainers_per_task_eval_losses(walkthrough):
     root, _ = walkthrough
-    dynamics = {row["metric"]: row for row in reports(root)["checkpoint-100"]["training_dynamics"]}
+    dynamics = {row["metric"]: row for row in reports(root)["checkpoint-60"]["training_dynamics"]}
     assert {"t2a_avg", "t2i_avg", "a2t_avg", "i2t_avg"} <= set(dynamics)
     assert dynamics["t2a_avg"]["last"] < dynamics["t2a_avg"]["first"]  # the eval loss the Trainer logged, falling
 
@@ -66,12 +66,12 @@ def test_training_dynamics_read_the_trainers_per_task_eval_losses(walkthrough):
 @pytest.mark.slow
 def test_inspect_lists_the_checkpoints_by_step_with_both_sample_sizes(walkthrough):
     _, out = walkthrough
-    assert out.index("checkpoint-50") < out.index("checkpoint-100")
+    assert out.index("checkpoint-30") < out.index("checkpoint-60")
     assert "generated t2a 32, t2i 32; scored a2t 256, i2t 256, t2a 256, t2i 256" in out
 
 
 @pytest.mark.slow
 def test_the_html_report_states_both_sample_sizes(walkthrough):
     root, _ = walkthrough
-    page = (root / "results/report/ckpt=checkpoint-100/report.html").read_text()
+    page = (root / "results/report/ckpt=checkpoint-60/report.html").read_text()
     assert "Samples per task: generated t2a 32, t2i 32; scored a2t 256" in page

@@ -243,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     except MMGateError as err:
         print(f"mmgate: {err}", file=sys.stderr)
         return 1
-    return 0
+    except BrokenPipeError:  # `mmgate inspect results | head`: the reader has all it wanted
+        import os
 
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit does not fail too
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())
