@@ -195,15 +195,28 @@ def _install_profile(args: argparse.Namespace) -> None:
           f"`snakemake --profile {args.name}`")
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("mmgate")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mmgate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mmgate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: 0 success (check: every P0 gate passes), 1 a gate failed or an input is invalid, "
+               "2 bad arguments or no readable report")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="build the offline demo models and data")
-    demo.add_argument("--out", default="resources/demo")
-    demo.add_argument("--golden-per-task", type=int, default=256)
-    demo.add_argument("--train-steps", type=int, default=400)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--threads", type=int, default=2)
+    demo.add_argument("--out", default="resources/demo", help="where to build it (default: %(default)s)")
+    demo.add_argument("--golden-per-task", type=int, default=256, help="golden examples per task (default: %(default)s)")
+    demo.add_argument("--train-steps", type=int, default=400, help="LoRA steps per demo checkpoint (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the data and the models (default: %(default)s)")
+    demo.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     demo.set_defaults(func=_demo)
     ts = sub.add_parser("token-space", help="validate token_space.json and print its hash (with --from-tokenizer: write it first)")
     ts.add_argument("path", help="token_space.json to validate, or to write with --from-tokenizer and --spec")
@@ -215,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                     "recorded its old hash will then fail P0.1)")
     ts.set_defaults(func=_token_space)
     golden = sub.add_parser("golden", help="validate a golden set against a token space")
-    golden.add_argument("path")
-    golden.add_argument("--token-space", required=True)
+    golden.add_argument("path", help="golden set, parquet or JSONL (one row per example)")
+    golden.add_argument("--token-space", required=True, help="the token_space.json its modality tokens must fit")
     golden.set_defaults(func=_golden)
     inspect = sub.add_parser("inspect", help="summarise a results tree or one checkpoint's report")
     inspect.add_argument("path", help="results/ or results/report/ckpt=<name>/")
@@ -228,9 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--strict", action="store_true", help="count WARN (e.g. N < 256) as failing")
     check.set_defaults(func=_check)
     install = sub.add_parser("install-profile", help="copy a Snakemake profile (default: slurm) to ~/.config/snakemake")
-    install.add_argument("name", nargs="?", default="slurm")
-    install.add_argument("--dest", default="~/.config/snakemake")
-    install.add_argument("--force", action="store_true")
+    install.add_argument("name", nargs="?", default="slurm", help="profile in profiles/ (default: %(default)s)")
+    install.add_argument("--dest", default="~/.config/snakemake", help="profiles folder (default: %(default)s)")
+    install.add_argument("--force", action="store_true", help="overwrite an installed profile of that name")
     install.set_defaults(func=_install_profile)
     args = parser.parse_args(argv)
     try:
