@@ -392,9 +392,15 @@ def stage2_shard(mini_demo, path):
 
 def test_generation_is_planned_over_its_subset_and_ablation_over_every_row(user_config, mini_demo, tmp_path):
     config = user_config(generation={"samples_per_task": 3}, sharding={"samples_per_shard": 2},
-                         stage2={"shards": [stage2_shard(mini_demo, tmp_path / "stage2.parquet")]})
+                         stage2={"shards": [stage2_shard(mini_demo, tmp_path / "stage2.parquet")]},
+                         model={"base": str(mini_demo["stage3"]), "dtype": "float32", "gpus": 2})
     run = ("-d", str(tmp_path / "run"), "--configfile", str(config))
     snakemake("--cores", "1", "results/token_space/ckpt=mine/check.parquet", *run)  # P0.1 first, as a run would
-    counts = job_counts(snakemake("-n", *run).stdout)
+    out = snakemake("-n", *run).stdout
+    counts = job_counts(out)
     # 8 golden rows per task: generation 3 of them (2 shards per write task and mode), ablation all 8 (4 shards)
     assert (counts["generate"], counts["decode"], counts["ablate"]) == (2 * 2 * 2, 2 * 2, 4 * 4), counts
+    # model.gpus is what each model job asks for; decoding needs one
+    jobs = re.findall(r"^(?:local)?rule (\w+):.*?resources: ([^\n]*)", out, re.M | re.S)
+    gpus = {rule: re.search(r"gpu=(\d+)", resources).group(1) for rule, resources in jobs if "gpu=" in resources}
+    assert gpus == {"generate": "2", "ablate": "2", "decode": "1"}, gpus
