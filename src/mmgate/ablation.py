@@ -135,7 +135,9 @@ def check_integrity(frame: pd.DataFrame) -> None:
         )
 
 
-def _decoder_and_head(model: Any) -> tuple[Callable, Any]:
+def decoder_and_head(model: Any) -> tuple[Callable, Any]:
+    """(the body that gives hidden states, the output head) of a causal LM or a PEFT model on one,
+    so callers can run the head on the positions they score only."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = base.get_decoder() if hasattr(base, "get_decoder") else base.model
     return decoder, base.get_output_embeddings()
@@ -150,7 +152,7 @@ def target_losses(model: Any, items: Sequence[Scored], pad_id: int, chunk_tokens
     """
     import torch
 
-    decoder, head = _decoder_and_head(model)
+    decoder, head = decoder_and_head(model)
     # with a device_map the body starts on one GPU and the head may sit on another
     input_device, device = model.get_input_embeddings().weight.device, head.weight.device
     length = max(len(it.context) + len(it.target) for it in items)

@@ -369,6 +369,7 @@ def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, worl
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from .ablation import decoder_and_head
     from .templates import PromptTemplate
 
     fault = fault or Fault()
@@ -389,6 +390,7 @@ def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, worl
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
     warmup = 30 if init_adapter is None else 1
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1 - s / steps))
+    body, head = decoder_and_head(model)
     tasks = ("t2a", "t2i", "a2t", "i2t")
     history: list[dict] = []
     window: dict[str, list[float]] = {}
@@ -397,16 +399,20 @@ def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, worl
         examples = fault.examples([world.sample(tasks[i % 4], rng) for i in range(batch_size)], world, rng)
         pairs = [fault.pair(ex, *encode_training_example(ex, templates, tokenizer, space), world, rng) for ex in examples]
         input_ids, attention, labels = _collate(pairs, tokenizer.pad_token_id)
-        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100)
-        mask = (labels[:, 1:] != -100).float()
-        loss = (nll * mask).sum() / mask.sum()
+        hidden = body(input_ids=input_ids, attention_mask=attention).last_hidden_state[:, :-1]  # [B, T-1, H]
+        targets = labels[:, 1:]
+        scored = targets != -100  # [B, T-1]
+        # The head only where a token is scored: most positions are context or padding, and the
+        # 4,648-row head is most of a step (3x faster; the loss is the same)
+        nll = torch.nn.functional.cross_entropy(head(hidden[scored]), targets[scored], reduction="none")  # [N]
+        loss = nll.mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        per_example = ((nll * mask).sum(1) / mask.sum(1)).detach()
+        rows = scored.nonzero()[:, 0]
+        per_example = torch.zeros(len(examples)).index_add_(0, rows, nll.detach()) / scored.sum(1)
         window.setdefault("loss", []).append(loss.item())
         for task in tasks:
             window.setdefault(f"{task}_avg", []).append(
