@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import MMGateError
+from .loading import body_and_head
 from .settings import FromConfig
 from .templates import PromptTemplate
 from .tokenspace import READ_TASKS, WRITE_TASKS, TokenSpace
@@ -135,14 +136,6 @@ def check_integrity(frame: pd.DataFrame) -> None:
         )
 
 
-def decoder_and_head(model: Any) -> tuple[Callable, Any]:
-    """(the body that gives hidden states, the output head) of a causal LM or a PEFT model on one,
-    so callers can run the head on the positions they score only."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder = base.get_decoder() if hasattr(base, "get_decoder") else base.model
-    return decoder, base.get_output_embeddings()
-
-
 def target_losses(model: Any, items: Sequence[Scored], pad_id: int, chunk_tokens: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Mean NLL over each item's target span (and its token count), in one padded forward pass.
 
@@ -152,7 +145,7 @@ def target_losses(model: Any, items: Sequence[Scored], pad_id: int, chunk_tokens
     """
     import torch
 
-    decoder, head = decoder_and_head(model)
+    decoder, head = body_and_head(model)
     # with a device_map the body starts on one GPU and the head may sit on another
     input_device, device = model.get_input_embeddings().weight.device, head.weight.device
     length = max(len(it.context) + len(it.target) for it in items)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 
 from .errors import ConfigError
+from .tasks import TASK_MODALITY, WRITE_TASKS
 
 # encodec_model_24khz: bandwidth (kbps) by number of codebooks
 ENCODEC_24K_BANDWIDTH = {2: 1.5, 4: 3.0, 8: 6.0, 16: 12.0, 32: 24.0}
@@ -317,7 +318,7 @@ def build_decoder(modality: str, config: dict[str, Any], device: str = "cpu") ->
 def decoder_config_problems(decoders: Mapping[str, Any], space: Any) -> list[str]:
     """What is wrong with `decoders:` for this token space, found when the config is read (no model is built)."""
     # decoders are keyed by kind; the modality each decodes is the one its write task writes
-    written = {kind: space.modality_for_task(task) for task, kind in (("t2a", "audio"), ("t2i", "image"))
+    written = {TASK_MODALITY[task]: space.modality_for_task(task) for task in WRITE_TASKS
                if space.task_modalities[task] in space.modalities}
     problems = [f"decoders.{name} is missing: the token space has an {name} modality to decode (see "
                 "config/config.yaml for the backends)" for name in written

@@ -369,7 +369,7 @@ def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, worl
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from .ablation import decoder_and_head
+    from .loading import body_and_head
     from .templates import PromptTemplate
 
     fault = fault or Fault()
@@ -390,7 +390,7 @@ def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, worl
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
     warmup = 30 if init_adapter is None else 1
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1 - s / steps))
-    body, head = decoder_and_head(model)
+    body, head = body_and_head(model)
     tasks = ("t2a", "t2i", "a2t", "i2t")
     history: list[dict] = []
     window: dict[str, list[float]] = {}

@@ -100,6 +100,14 @@ def _load_weights(ckpt: str | Path, base: str | None, torch_dtype: Any, tokenize
     return model
 
 
+def body_and_head(model: Any) -> tuple[Any, Any]:
+    """(the body that gives hidden states, the output head) of a causal LM or a PEFT model on one,
+    so callers can run the head on the positions they score only."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else base.model
+    return decoder, base.get_output_embeddings()
+
+
 def pad_id(tokenizer: Any, fallback: int) -> int:
     """The id that fills padding, for generation and scoring alike: the tokenizer's pad token, else
     `fallback` (the modality's end token). Padded positions are masked either way; one rule keeps
