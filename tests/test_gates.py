@@ -132,7 +132,7 @@ def test_p03_needs_every_sample_to_decode():
 def test_p03_failure_reason_counts_failures_and_picks_the_fix_by_cause():
     gate = judge("P0.3", {"decode": {"t2a": decoded([True] * 299 + [False], [None] * 299 + ["too short: 3 of 8"])}})
     assert gate.verdict == G.FAIL and gate.values["t2a"]["failures_by_reason"] == {"too short": 1}
-    assert gate.reasons[0].startswith("t2a: decode_success_rate 0.997 < 1.0 (299 of 300 decoded, 95 % CI 0.981-")
+    assert gate.reasons[0].startswith("t2a: decode_success_rate 0.997 < 1.0 (299 of 300 decoded, 95 % CI [0.981, ")
     assert gate.fixes == [G.spec_of("P0.3").fixes["decode_length"]]
 
 
@@ -143,9 +143,9 @@ def test_p04_passes_with_the_checklist_thresholds():
 
 
 @pytest.mark.parametrize("change,reason", [
-    (dict(win_shuffled=0.69), "t2a: win_rate_shuffled 0.69 < 0.7 (95 % CI 0.64-0.74)"),
-    (dict(win_empty=0.79), "t2a: win_rate_empty 0.79 < 0.8 (95 % CI 0.74-0.84)"),
-    (dict(delta_shuffled=-0.01), "t2a: mean loss correct 1 is not below shuffled 0.99 (delta_shuffled -0.01, 95 % CI -0.06-0.04)"),
+    (dict(win_shuffled=0.69), "t2a: win_rate_shuffled 0.69 < 0.7 (95 % CI [0.64, 0.74])"),
+    (dict(win_empty=0.79), "t2a: win_rate_empty 0.79 < 0.8 (95 % CI [0.74, 0.84])"),
+    (dict(delta_shuffled=-0.01), "t2a: mean loss correct 1 is not below shuffled 0.99 (delta_shuffled -0.01, 95 % CI [-0.06, 0.04])"),
 ])
 def test_p04_fails_below_any_threshold_naming_the_criterion(change, reason):
     gate = judge("P0.4", {"ablate": {"t2a": ablation(**change), "t2i": ablation()}})
@@ -156,13 +156,13 @@ def test_p04_needs_delta_empty_of_010_for_at_least_one_write_task():
     assert judge("P0.4", {"ablate": {"t2a": ablation(delta_empty=0.05), "t2i": ablation(delta_empty=0.11)}}).verdict == G.PASS
     gate = judge("P0.4", {"ablate": {"t2a": ablation(delta_empty=0.05), "t2i": ablation(delta_empty=0.09)}})
     assert gate.verdict == G.FAIL
-    assert gate.reasons == ["delta_empty < 0.1 for every write task: t2a 0.05 (95 % CI 0-0.1), t2i 0.09 (95 % CI 0.04-0.14)"]
+    assert gate.reasons == ["delta_empty < 0.1 for every write task: t2a 0.05 (95 % CI [0, 0.1]), t2i 0.09 (95 % CI [0.04, 0.14])"]
 
 
 def test_p04_notes_a_delta_whose_interval_straddles_its_threshold():
     gate = judge("P0.4", {"ablate": {"t2a": ablation(delta_empty=0.108, ci=0.01), "t2i": ablation()}})
     assert gate.verdict == G.PASS
-    assert gate.notes == ["t2a: delta_empty 0.108 passes 0.1 but its 95 % CI 0.098-0.118 straddles it"]
+    assert gate.notes == ["t2a: delta_empty 0.108 passes 0.1 but its 95 % CI [0.098, 0.118] straddles it"]
 
 
 # Sample size ------------------------------------------------------------------------------------------
@@ -205,14 +205,14 @@ def test_p11_warns_below_the_end_rate_with_a_wilson_interval():
     assert judge("P1.1", {"generate": {"t2a": generated(end_rate=0.75)}}).verdict == G.PASS
     gate = judge("P1.1", {"generate": {"t2a": generated(end_rate=0.25)}})
     assert gate.verdict == G.WARN and gate.values["t2a"]["end_rate"] == 0.25
-    assert gate.reasons[0] == ("t2a: end_rate 0.25 < 0.5 (75 of 300 free generations ended by themselves, 95 % CI 0.204-0.302)")
+    assert gate.reasons[0] == ("t2a: end_rate 0.25 < 0.5 (75 of 300 free generations ended by themselves, 95 % CI [0.204, 0.302])")
 
 
 def test_p12_fails_when_zero_or_noise_input_is_as_good_as_the_real_one():
     assert judge("P1.2", {"ablate": {"a2t": read_ablation(), "i2t": read_ablation()}}).verdict == G.PASS
     gate = judge("P1.2", {"ablate": {"a2t": read_ablation(delta=0.01), "i2t": read_ablation()}})
     assert gate.verdict == G.FAIL
-    assert "a2t: delta_zero 0.01 < 0.1 (95 % CI -0.04-0.06): zero modality tokens score almost as well as the real ones" in gate.reasons
+    assert "a2t: delta_zero 0.01 < 0.1 (95 % CI [-0.04, 0.06]): zero modality tokens score almost as well as the real ones" in gate.reasons
 
 
 @pytest.mark.parametrize("change,kind,reason", [

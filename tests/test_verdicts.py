@@ -9,7 +9,8 @@ import pytest
 from mmgate import gates as G
 from mmgate.cli import main as cli
 from mmgate.io import strict_json, write_parquet, write_text
-from mmgate.report import StaleResultError, build, read_training_log, render_html, report_inputs, training_criteria
+from mmgate.render import render_report
+from mmgate.report import StaleResultError, build, read_training_log, report_inputs, training_criteria
 
 
 def golden(n_t2a=10):
@@ -52,7 +53,7 @@ def test_a_stale_shard_left_from_a_larger_golden_set_never_enters_a_verdict(tmp_
     report = build(inputs, G.Thresholds(), golden(10), checkpoint="good")  # the report reads part-000 only
     p02 = next(g for g in report["gates"] if g["gate"] == "P0.2")
     assert p02["values"]["t2a"]["n"] == 10 and p02["verdict"] == G.WARN  # 10 < min_n: WARN, not PASS
-    page = render_html(report)
+    page = render_report(report)
     assert "n=10 &lt; min_n=256" in page and "P0.2" in page
     inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000", "001"]}).items() if k.startswith("generate")}
     with pytest.raises(StaleResultError, match="part-001.parquet") as err:
@@ -187,5 +188,5 @@ def test_the_html_report_states_the_generation_and_the_ablation_n(tmp_path, monk
     write_generation(tmp_path, "good", {"000": [f"a{i:03d}" for i in range(10)]})
     inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000"]}).items() if k.startswith("generate")}
     provenance = {"golden_n": {"t2a": 256, "a2t": 256}, "generation_n": {"t2a": 10}}
-    page = render_html(build(inputs, G.Thresholds(), golden(10), provenance=provenance, checkpoint="good"))
+    page = render_report(build(inputs, G.Thresholds(), golden(10), provenance=provenance, checkpoint="good"))
     assert "Samples per task: generated t2a 10; scored a2t 256, t2a 256" in page

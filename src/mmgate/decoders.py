@@ -297,6 +297,34 @@ AUDIO_BACKENDS = {"encodec": EncodecPackageDecoder, "transformers_encodec": Tran
 IMAGE_BACKENDS = {"vqvae": VQVAEDecoder, "seed": SeedDecoder, "plugin": PluginImageDecoder}
 
 
+RANDOM_WEIGHTS = "random weights"
+
+
+def weights_origin(config: Mapping[str, Any]) -> str:
+    """Where a `decoders.<kind>` section's weights come from, as the report states it.
+
+    `RANDOM_WEIGHTS` means its outputs show whether codes decode, not what they depict.
+
+        >>> weights_origin({"backend": "vqvae", "model_class": "JanusVQVAE"})
+        'random weights'
+        >>> weights_origin({"backend": "transformers_encodec", "path": "/models/encodec_24khz"})
+        'from /models/encodec_24khz'
+    """
+    backend = config.get("backend")
+    if backend == "plugin":
+        return f"user code {config.get('function')}"
+    if backend == "seed":
+        return f"the SEED install's weights ({config.get('factory') or SeedDecoder.factory})"
+    if config.get("randomize_codebooks"):
+        return RANDOM_WEIGHTS
+    source = config.get("weights") or config.get("path")
+    if source:
+        return f"from {source}"
+    if backend == "encodec" and config.get("pretrained"):
+        return "pretrained (torch hub cache)"
+    return RANDOM_WEIGHTS
+
+
 def build_decoder(modality: str, config: dict[str, Any], device: str = "cpu") -> AudioDecoder | ImageDecoder:
     """A decoder from the config's `decoders.<modality>` section (`backend` plus its arguments)."""
     backends = AUDIO_BACKENDS if modality == "audio" else IMAGE_BACKENDS

@@ -105,6 +105,75 @@ def combine(verdicts: Sequence[str]) -> str:
     return SKIP
 
 
+SYMBOLS = {">=": "≥", "<=": "≤", ">": ">"}
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda value, limit: value >= limit, "<=": lambda value, limit: value <= limit,
+    ">": lambda value, limit: value > limit,
+}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One pass mark a gate's judge applies, stated so the report can mark each measured value.
+
+    The judge decides the verdict; a criterion only says what it compares, so the report's
+    metric x task tables show the threshold beside the number (a test keeps the two in step).
+
+        >>> c = Criterion("end_rate", ">=", "min_end_rate")
+        >>> c.limit({"min_end_rate": 0.5}), c.met(0.6, 0.5), c.label({"min_end_rate": 0.5})
+        (0.5, True, '≥ 0.5 (min_end_rate)')
+    """
+
+    metric: str
+    op: str  # one of OPERATORS: the value passes when `value op limit`
+    threshold: str | float  # a Thresholds field (read from the gate's thresholds) or a constant
+    scope: str = "each"  # "each": every task must meet it; "one_of": at least one of the gate's tasks
+    kinds: tuple[str, ...] = ()  # the modality kinds it applies to ("audio", "image"); empty: every task
+    note: str = ""  # how a miss counts when it is not a plain FAIL, e.g. "a miss warns"
+
+    def applies_to(self, task: str) -> bool:
+        return not self.kinds or TASK_MODALITY.get(task) in self.kinds
+
+    def limit(self, thresholds: Mapping[str, Any]) -> float | None:
+        value = thresholds.get(self.threshold) if isinstance(self.threshold, str) else self.threshold
+        return None if value is None else float(value)
+
+    def met(self, value: Any, limit: float | None) -> bool | None:
+        value = _num(value) if not isinstance(value, bool) else float(value)
+        return None if value is None or limit is None else OPERATORS[self.op](value, limit)
+
+    def label(self, thresholds: Mapping[str, Any]) -> str:
+        limit = self.limit(thresholds)
+        text = f"{SYMBOLS[self.op]} {_f(limit)}" + (f" ({self.threshold})" if isinstance(self.threshold, str) else "")
+        if self.scope == "one_of":
+            text += ", by at least one task"
+        if self.kinds:
+            text += f", {'/'.join(self.kinds)} only"
+        return text + (f"; {self.note}" if self.note else "")
+
+
+def criterion_marks(gate: Mapping[str, Any], spec: "GateSpec | None" = None) -> list[dict[str, Any]]:
+    """Each criterion of a gate (a gates.json entry) with every task's value and whether it is met.
+
+    Rows: {"criterion", "label", "marks": {task: (value, met)}}; `met` is None where the task has
+    no value, the criterion does not apply to it, or (scope "one_of") another task meets it.
+    """
+    spec = spec or spec_of(gate["gate"])
+    rows = []
+    for criterion in spec.criteria:
+        limit = criterion.limit(gate.get("thresholds") or {})
+        marks = {}
+        for task, values in (gate.get("values") or {}).items():
+            if not isinstance(values, Mapping) or criterion.metric not in values:
+                continue
+            value = values[criterion.metric]
+            marks[task] = (value, criterion.met(value, limit) if criterion.applies_to(task) else None)
+        if criterion.scope == "one_of" and any(met for _, met in marks.values()):  # met: the others need not
+            marks = {task: (value, met or None) for task, (value, met) in marks.items()}
+        rows.append({"criterion": criterion, "label": criterion.label(gate.get("thresholds") or {}), "marks": marks})
+    return rows
+
+
 @dataclass(frozen=True)
 class GateSpec:
     """Everything mmgate knows about one gate."""
@@ -122,6 +191,7 @@ class GateSpec:
     # makes a PASS a WARN (and blocks "ready to promote"); None: N does not apply
     sample_size: str | None = "generation"
     across_tasks: Callable[[Mapping[str, Verdict], Thresholds], Verdict] | None = None  # criteria over all tasks
+    criteria: tuple[Criterion, ...] = ()  # the pass marks the judge applies, for the report's tables
 
 
 @dataclass
@@ -302,7 +372,7 @@ def _f(x: Any) -> str:
 
 
 def _ci(ci: Sequence[Any] | None) -> str:
-    return f"95 % CI {_f(ci[0])}-{_f(ci[1])}" if ci and ci[0] is not None else "no CI"
+    return f"95 % CI [{_f(ci[0])}, {_f(ci[1])}]" if ci and ci[0] is not None else "no CI"
 
 
 def _num(value: Any) -> float | None:
@@ -556,11 +626,15 @@ def judge_training(data: Mapping[str, Any], t: Thresholds) -> Verdict:
 FORMAT_FIX = ("First check that the ablation really changes the input (input_hash differs per condition) and that "
               "the template matches training.")
 
+N_GENERATION = Criterion("n", ">=", "min_n_generation", note="fewer samples warn")
+N_ABLATION = Criterion("n", ">=", "min_n", note="fewer samples warn")
+
 REGISTRY: list[GateSpec] = [
     GateSpec("P0.1", "Is the token space the same everywhere?", "P0", ("check",), judge_token_space, tasks=(ALL,),
              fixes={"mismatch": "Re-tokenize or re-save the mismatching artifacts with the current token_space.json "
                                 "(each row of check.parquet names its file and fix)."},
-             thresholds=(), trend_metrics=("mismatches",), sample_size=None),
+             thresholds=(), trend_metrics=("mismatches",), sample_size=None,
+             criteria=(Criterion("mismatches", "<=", 0),)),
     GateSpec("P0.2", "Do generated tokens stay in their modality?", "P0", ("generate",), judge_compliance,
              fixes={"free_violation": "Use constrained decoding (ModalityConstraint: only the modality's ranges, the "
                                       "expected codebook slot, the end token at frame boundaries) wherever this "
@@ -572,7 +646,11 @@ REGISTRY: list[GateSpec] = [
                                     "ends with the start token as in training.",
                     "no_free_run": "Run the free mode too: it is the only run that can show a violation."},
              thresholds=("max_violation_pct", "require_free_compliance", "max_removed_mass", "min_n_generation"),
-             trend_metrics=("free_violation_pct", "removed_mass_mean")),
+             trend_metrics=("free_violation_pct", "removed_mass_mean"),
+             criteria=(Criterion("constrained_violation_pct", "<=", "max_violation_pct"),
+                       Criterion("free_violation_pct", "<=", "max_violation_pct",
+                                 note="a miss warns (fails with require_free_compliance)"),
+                       Criterion("removed_mass_mean", "<=", "max_removed_mass"), N_GENERATION)),
     GateSpec("P0.3", "Does every generation decode?", "P0", ("decode",), judge_decode,
              fixes={"decode_length": "Generate per-sample lengths (expected + margin, sliced to exactly expected) with "
                                      "hold_end_until_expected in constrained mode.",
@@ -583,23 +661,31 @@ REGISTRY: list[GateSpec] = [
                                     "and settings.",
                     "decode_output": "Decoded outputs have the wrong rate, channels, length or size: check the "
                                      "decoder against the golden meta (sample_rate, channels, proc_size)."},
-             thresholds=("min_decode_success", "min_n_generation"), trend_metrics=("decode_success_rate",)),
+             thresholds=("min_decode_success", "min_n_generation"), trend_metrics=("decode_success_rate",),
+             criteria=(Criterion("decode_success_rate", ">=", "min_decode_success"), N_GENERATION)),
     GateSpec("P0.4", "Does the model use the prompt?", "P0", ("ablate",), judge_prompt_ablation,
              fixes={"prompt_unused": FORMAT_FIX + " Then give T2A/T2I more weight in the training mix.",
                     "weak_prompt": "Use stronger, more specific prompts in the golden set (instrument, genre, mood "
                                    "for music), and check the ablation format as above."},
              thresholds=("win_rate_shuffled", "win_rate_empty", "min_delta_empty", "min_n"), sample_size="ablation",
              trend_metrics=("win_rate_shuffled", "win_rate_empty", "delta_empty", "mean_loss_correct"),
-             across_tasks=prompt_ablation_across_tasks),
+             across_tasks=prompt_ablation_across_tasks,
+             criteria=(Criterion("delta_shuffled", ">", 0), Criterion("win_rate_shuffled", ">=", "win_rate_shuffled"),
+                       Criterion("delta_empty", ">", 0), Criterion("win_rate_empty", ">=", "win_rate_empty"),
+                       Criterion("delta_empty", ">=", "min_delta_empty", scope="one_of"), N_ABLATION)),
     GateSpec("P1.1", "Does it stop by itself?", "P1", ("generate",), judge_end_token,
              fixes={"no_end": "Keep training (the end-token rate should trend up); check that <aud_end>/<img_end> are "
                               "in the training targets."},
-             thresholds=("min_end_rate", "min_n_generation"), trend_metrics=("end_rate",)),
+             thresholds=("min_end_rate", "min_n_generation"), trend_metrics=("end_rate",),
+             criteria=(Criterion("end_rate", ">=", "min_end_rate", note="a miss warns"), N_GENERATION)),
     GateSpec("P1.2", "Does reading still use the modality?", "P1", ("ablate",), judge_read_ablation, tasks=READ_TASKS,
              fixes={"read_regressed": "Reading regressed: add more A2T/I2T to the mix and check that modality tokens "
                                       "reach the model (not masked, not truncated)."},
              thresholds=("read_min_delta", "read_win_rate", "min_n"), trend_metrics=("delta_zero", "delta_noise"),
-             sample_size="ablation"),
+             sample_size="ablation",
+             criteria=(Criterion("delta_zero", ">=", "read_min_delta"), Criterion("win_rate_zero", ">=", "read_win_rate"),
+                       Criterion("delta_noise", ">=", "read_min_delta"), Criterion("win_rate_noise", ">=", "read_win_rate"),
+                       N_ABLATION)),
     GateSpec("P1.3", "Are outputs alive and distinct?", "P1", ("collapse",), judge_collapse,
              fixes={"identical": "Outputs are the same across prompts: check P0.4 (is the prompt used?) and the sampling "
                                  "settings (temperature, top-k); raise T2A/T2I weight and prompt diversity.",
@@ -613,7 +699,10 @@ REGISTRY: list[GateSpec] = [
                     "loops": "Outputs repeat themselves: lower temperature or raise repetition_penalty in generation, "
                              "and check for truncated or repeated training targets."},
              thresholds=("min_unique_ratio", "max_silent_share", "max_noise_share", "max_loop_share", "min_n_generation"),
-             trend_metrics=("unique_ratio", "silent_share", "noise_share", "loop_share")),
+             trend_metrics=("unique_ratio", "silent_share", "noise_share", "loop_share"),
+             criteria=(Criterion("unique_ratio", ">=", "min_unique_ratio"), Criterion("silent_share", "<=", "max_silent_share"),
+                       Criterion("noise_share", "<=", "max_noise_share"),
+                       Criterion("loop_share", "<=", "max_loop_share", kinds=("audio",)), N_GENERATION)),
     GateSpec("TD", "Did training behave?", "TD", ("training",), judge_training, tasks=(ALL,),
              fixes={"write_not_falling": "Write losses did not fall: check T2A/T2I label masks and their share of the mix.",
                     "read_regressed": "A read loss regressed: add A2T/I2T to the mix or lower the learning rate.",

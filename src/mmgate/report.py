@@ -6,9 +6,6 @@ that every table holds the current golden set's samples, so a stale shard cannot
 
 from __future__ import annotations
 
-import base64
-import html
-import io as _io
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -108,6 +105,8 @@ def load_tables(inputs: Mapping[str, Sequence[str]], golden: pd.DataFrame | None
     evidence: dict[str, list[str]] = {name: [] for name in tables}
     tables["golden_n"] = {t: len(v) for t, v in ids.items()} if ids is not None else {}
     tables["generation_n"] = {t: len(v) for t, v in generated_ids.items()} if generated_ids is not None else {}
+    if golden is not None:  # what each output was asked for, for the report's media
+        tables["prompts"] = golden[[c for c in ("sample_id", "task", "prompt", "caption") if c in golden]].copy()
     check = [str(p) for p in inputs.get("check", [])]
     if check:
         tables["check"][G.ALL] = _read_all(check)
@@ -205,6 +204,7 @@ def report_provenance(ckpt: str, ckpt_dir: str | Path, config: Mapping[str, Any]
     from importlib import metadata
 
     from .checkpoints import trainer_step
+    from .decoders import weights_origin
     from .io import config_hash
     from .tokenspace import sha256_file
 
@@ -224,6 +224,7 @@ def report_provenance(ckpt: str, ckpt_dir: str | Path, config: Mapping[str, Any]
         "generation_n": {t: len(generation_subset(golden[golden["task"] == t], samples_per_task))
                          for t in sorted(set(golden["task"]) & set(WRITE_TASKS))},
         "decoders": {name: d.get("backend") for name, d in decoders.items() if isinstance(d, Mapping)},
+        "decoder_weights": {name: weights_origin(d) for name, d in decoders.items() if isinstance(d, Mapping)},
     }
 
 
@@ -373,111 +374,7 @@ def training_criteria(log: pd.DataFrame, t: G.Thresholds) -> G.Verdict:
     return verdict
 
 
-# ---------------------------------------------------------------------------------------------- HTML
-
-def _figure_png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
-
-
-def _plots(tables: Mapping[str, Any], thresholds: Mapping[str, Any]) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = {}
-    rows = {t: f for t, f in tables["ablate_rows"].items() if f is not None}
-    if rows:
-        fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3), squeeze=False)
-        for ax, (task, frame) in zip(axes[0], rows.items()):
-            conditions = list(dict.fromkeys(frame["condition"]))
-            ax.boxplot([frame.loc[frame["condition"] == c, "loss"] for c in conditions], showfliers=False)
-            ax.set_xticks(range(1, len(conditions) + 1), conditions, rotation=30)
-            ax.set_title(f"{task}: loss per condition")
-        out["losses"] = _figure_png(fig)
-        summary = pd.concat([s.assign(task=t) for t, s in tables["ablate"].items()], ignore_index=True)
-        summary = summary.assign(win_rate_ci_low=summary["win_rate_ci_low"].fillna(summary["win_rate"]),
-                                 win_rate_ci_high=summary["win_rate_ci_high"].fillna(summary["win_rate"]))
-        fig, ax = plt.subplots(figsize=(7, 3))
-        labels = [f"{r.task}/{r.condition}" for r in summary.itertuples()]
-        ax.errorbar(range(len(summary)), summary["win_rate"],
-                    yerr=[summary["win_rate"] - summary["win_rate_ci_low"], summary["win_rate_ci_high"] - summary["win_rate"]],
-                    fmt="o", capsize=3)
-        for key, style in (("win_rate_shuffled", "--"), ("win_rate_empty", ":"), ("read_win_rate", "-.")):
-            if key in thresholds:
-                ax.axhline(thresholds[key], ls=style, c="grey", label=f"{key} {thresholds[key]}")
-        ax.set_ylim(0, 1.05), ax.legend(fontsize=7, loc="lower right")
-        ax.set_xticks(range(len(summary)), labels, rotation=40, ha="right"), ax.set_title("win rate of correct (95 % CI)")
-        out["win_rates"] = _figure_png(fig)
-    if tables["generate"]:
-        gen = pd.concat(tables["generate"].values(), ignore_index=True)
-        gen = gen.assign(violations=gen["out_of_range"] + gen["wrong_slot"])
-        stats = gen.groupby(["task", "mode"]).agg(violations=("violations", "sum"), tokens=("n_generated", "sum"),
-                                                  end_rate=("emitted_end", "mean"))
-        stats["violation_pct"] = 100 * stats["violations"] / stats["tokens"].clip(lower=1)
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-        stats["violation_pct"].plot.bar(ax=axes[0], title="tokens out of range or in the wrong slot (%)")
-        stats["end_rate"].plot.bar(ax=axes[1], title="end token emitted (share)", ylim=(0, 1))
-        out["generation"] = _figure_png(fig)
-    prints = {t: f for t, f in tables["fingerprint"].items()}
-    if "t2a" in prints and "rms" in prints["t2a"]:
-        fig, axes = plt.subplots(1, 3, figsize=(9, 2.6))
-        for ax, column in zip(axes, ("rms", "mel_variance", "spectral_flatness")):
-            ax.hist(prints["t2a"][column].dropna(), bins=30), ax.set_title(f"audio {column}")
-        out["audio_fingerprints"] = _figure_png(fig)
-    if "t2i" in prints and "mean_r" in prints["t2i"]:
-        fig, axes = plt.subplots(1, 2, figsize=(6, 2.6))
-        for ax, stat in zip(axes, ("mean", "var")):
-            for channel in "rgb":
-                ax.hist(prints["t2i"][f"{stat}_{channel}"].dropna(), bins=30, alpha=0.5, color=channel, label=channel)
-            ax.set_title(f"image channel {stat}")
-        out["image_fingerprints"] = _figure_png(fig)
-    return out
-
-
-def _table(frame: pd.DataFrame | None) -> str:
-    if frame is None or len(frame) == 0:
-        return "<p><i>none</i></p>"
-    return frame.to_html(index=False, float_format=lambda x: f"{x:.4g}", border=0, classes="t", na_rep="")
-
-
-def _media(tables: Mapping[str, Any], per_task: int = 8) -> str:
-    parts = []
-    decoded = tables["decode"]
-    if "t2a" in decoded:
-        ok = decoded["t2a"][decoded["t2a"]["ok"]].sort_values("sample_id").head(per_task)
-        clips = []
-        for row in ok.itertuples():
-            data = base64.b64encode(Path(row.file_path).read_bytes()).decode()
-            clips.append(f'<figure><audio controls src="data:audio/wav;base64,{data}"></audio><figcaption>{html.escape(row.sample_id)}</figcaption></figure>')
-        parts.append("<h3>Audio (first golden outputs)</h3><div class=grid>" + "".join(clips) + "</div>")
-    if "t2i" in decoded:
-        ok = decoded["t2i"][decoded["t2i"]["ok"]].sort_values("sample_id").head(2 * per_task)
-        images = []
-        for row in ok.itertuples():
-            data = base64.b64encode(Path(row.file_path).read_bytes()).decode()
-            images.append(f'<figure><img class=px src="data:image/png;base64,{data}"><figcaption>{html.escape(row.sample_id)}</figcaption></figure>')
-        parts.append("<h3>Images (first golden outputs)</h3><div class=grid>" + "".join(images) + "</div>")
-    return "".join(parts)
-
-
-CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-table.t{border-collapse:collapse;font-size:13px;margin:.5em 0}table.t td,table.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}
-.PASS{background:#d7f5d7}.FAIL{background:#f8d0d0}.WARN{background:#fbeec1}.SKIP{background:#e6e6e6}
-.verdict{font-weight:bold;padding:2px 8px;border-radius:4px}.grid{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0}figcaption{font-size:11px;color:#555}img.px{width:96px;height:96px;image-rendering:pixelated}
-pre{background:#f6f6f6;padding:6px;font-size:12px;white-space:pre-wrap}
-ul.reasons li{color:#8a1f1f}ul.notes li{color:#555}p.prov{font-size:12px;color:#555}td ul{margin:0;padding-left:1em}"""
-
-
-def _lines(items: Sequence[str], cls: str = "") -> str:
-    return f"<ul class='{cls}'>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>" if items else ""
-
+# ------------------------------------------------------------------------------------------ summary
 
 def sample_sizes_line(provenance: Mapping[str, Any]) -> str | None:
     """"generated t2a 64, t2i 64; scored a2t 256, ..." from a report's provenance."""
@@ -488,89 +385,35 @@ def sample_sizes_line(provenance: Mapping[str, Any]) -> str | None:
     return (f"generated {listing(generated)}; " if generated else "") + f"scored {listing(scored)}"
 
 
-def render_html(report: Mapping[str, Any], audit: pd.DataFrame | None = None,
-                dynamics: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> str:
-    tables = report["tables"]
-    thresholds = {k: v for g in report["gates"] for k, v in g["thresholds"].items()}
-    plots = _plots(tables, thresholds)
-    rows = "".join(
-        f"<tr><td><a href='#{g['gate']}'>{g['gate']}</a></td><td>{html.escape(g['question'])}</td>"
-        f"<td><span class='verdict {g['verdict']}'>{g['verdict']}</span></td>"
-        f"<td>{_lines(g['reasons'])}</td><td>{html.escape(g['fix'] or '')}</td></tr>" for g in report["gates"])
-    sections = []
-    for g in report["gates"]:
-        body = _lines(g["reasons"], "reasons") + _lines(g["notes"], "notes")
-        body += f"<pre>{html.escape(json.dumps(g['values'], indent=1, default=str))}</pre>"
-        body += f"<p>thresholds: <code>{html.escape(json.dumps(g['thresholds'], default=str))}</code></p>"
-        body += "<p>evidence: " + ", ".join(f"<code>{html.escape(e)}</code>" for e in g["evidence"][:12]) + (
-            f" and {len(g['evidence']) - 12} more" if len(g["evidence"]) > 12 else "") + "</p>"
-        extra = {"P0.2": ["generation"], "P1.1": [], "P0.4": ["losses", "win_rates"], "P1.2": [],
-                 "P1.3": ["audio_fingerprints", "image_fingerprints"]}.get(g["gate"], [])
-        body += "".join(plots.get(name, "") for name in extra)
-        if g["gate"] == "P1.3":
-            for task, frame in tables["fingerprint"].items():
-                dupes = frame[frame["near_duplicate"] | frame["duplicate_of"].notna()]
-                body += f"<h4>{task}: collapse findings ({len(dupes)} samples with a duplicate)</h4>" + _table(
-                    dupes[["sample_id", "duplicate_of", "near_duplicate"]].head(20))
-        if g["gate"] == "P0.3":
-            body += _media(tables)
-        if g["gate"] == "TD" and dynamics is not None:
-            body += _dynamics(*dynamics)
-        sections.append(f"<h2 id='{g['gate']}'>{g['gate']} <span class='verdict {g['verdict']}'>{g['verdict']}</span> "
-                        f"{html.escape(g['question'])}</h2>{body}")
-    if audit is not None:
-        sections.append("<h2>Length audit</h2><p>Expected lengths from the golden meta, and the share of samples a fixed "
-                        "generation limit would have truncated.</p>" + _table(audit))
-    assessment = report.get("assessment") or {}
-    lines = "".join(f"<li><b>{html.escape(k.replace('_', ' ').capitalize())}</b>: {html.escape(v)}</li>"
-                    for k, v in assessment.items())
-    note = f" ({html.escape(report['overall_note'])})" if report.get("overall_note") else ""
-    prov = report.get("provenance") or {}
-    prov_line = ", ".join(f"{k}: {html.escape(str(v))}" for k, v in prov.items() if not isinstance(v, (dict, list)))
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>mmgate {html.escape(report['checkpoint'])}</title>"
-            f"<style>{CSS}</style></head><body><h1>mmgate gate report: {html.escape(report['checkpoint'])}</h1>"
-            f"<p class=prov>{prov_line}</p><p>Samples per task: {html.escape(sample_sizes_line(prov) or 'unknown')}</p>"
-            f"<p>Overall: <b>{html.escape(report['overall'])}</b>{note} (valid trial: every P0 gate passes; ready to "
-            f"promote: no P1 or TD gate fails and no verdict rests on too few samples)</p><ul>{lines}</ul>"
-            f"<table class=t><tr><th>gate</th><th>question</th><th>verdict</th><th>reasons</th>"
-            f"<th>fix</th></tr>{rows}</table>{''.join(sections)}</body></html>")
-
-
-def _dynamics(log: pd.DataFrame, summary: pd.DataFrame) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
-    for m in summary["metric"]:
-        (axes[1] if "norm" in m else axes[0]).plot(log["step"], pd.to_numeric(log[m], errors="coerce"), label=m)
-    for ax, title in zip(axes, ("task losses", "norms")):
-        ax.set_title(title), ax.set_xlabel("step")
-        if ax.lines:
-            ax.legend(fontsize=8)
-    return _table(summary) + _figure_png(fig)
-
-
 # --------------------------------------------------------------------------------------------- trend
 
 def trend_rows(gates_json: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Long-form metrics of one checkpoint: (checkpoint, step, gate, task, metric, value, verdict).
+    """Long-form metrics of one checkpoint: (checkpoint, step, run, gate, task, metric, value, limit, verdict).
 
     Every gate has a `verdict` row (value empty), and `overall` one, so a checkpoint whose gates
-    have no numbers (a P0.1 failure skips the rest) still shows in the trend.
+    have no numbers (a P0.1 failure skips the rest) still shows in the trend. `run`: the folder
+    holding the checkpoint, so only checkpoints of one training run are joined by a line; `limit`:
+    the pass mark of the metric's criterion, from that checkpoint's thresholds.
     """
-    base = {"checkpoint": gates_json["checkpoint"], "step": gates_json.get("step")}
-    rows = [{**base, "gate": "overall", "task": G.ALL, "metric": "verdict", "value": None, "verdict": gates_json["overall"]}]
+    prov = gates_json.get("provenance") or {}
+    run = str(Path(prov["checkpoint_dir"]).parent) if prov.get("checkpoint_dir") else None
+    base = {"checkpoint": gates_json["checkpoint"], "step": gates_json.get("step"), "run": run}
+    rows = [{**base, "gate": "overall", "task": G.ALL, "metric": "verdict", "value": None, "limit": None,
+             "verdict": gates_json["overall"]}]
     for gate in gates_json["gates"]:
-        rows.append({**base, "gate": gate["gate"], "task": G.ALL, "metric": "verdict", "value": None, "verdict": gate["verdict"]})
+        rows.append({**base, "gate": gate["gate"], "task": G.ALL, "metric": "verdict", "value": None, "limit": None,
+                     "verdict": gate["verdict"]})
+        spec = next((s for s in G.REGISTRY if s.id == gate["gate"]), None)
+        limits = {}  # a configured pass mark before a constant one (delta_empty: min_delta_empty, not > 0)
+        for criterion in sorted(spec.criteria if spec else (), key=lambda c: isinstance(c.threshold, str)):
+            limits[criterion.metric] = criterion.limit(gate.get("thresholds") or {})
         for task, values in gate["values"].items():
             if not isinstance(values, dict):
                 continue
             for metric, value in values.items():
                 if isinstance(value, (bool, int, float, np.integer, np.floating)):
-                    rows.append({"checkpoint": gates_json["checkpoint"], "step": gates_json.get("step"), "gate": gate["gate"],
-                                 "task": task, "metric": metric, "value": float(value), "verdict": gate["verdict"]})
+                    rows.append({**base, "gate": gate["gate"], "task": task, "metric": metric, "value": float(value),
+                                 "limit": limits.get(metric), "verdict": gate["verdict"]})
     return rows
 
 
@@ -578,32 +421,6 @@ def build_trend(gate_files: list[str | Path]) -> pd.DataFrame:
     rows = []
     for path in sorted(map(str, gate_files)):
         rows += trend_rows(json.loads(Path(path).read_text()))
-    frame = pd.DataFrame(rows, columns=["checkpoint", "step", "gate", "task", "metric", "value", "verdict"])
+    frame = pd.DataFrame(rows, columns=["checkpoint", "step", "run", "gate", "task", "metric", "value", "limit", "verdict"])
     frame["step"] = frame["step"].astype("Int64")
     return frame.sort_values(["step", "checkpoint", "gate", "task", "metric"], na_position="first").reset_index(drop=True)
-
-
-def render_trend_html(trend: pd.DataFrame) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures = []
-    order = trend.drop_duplicates("checkpoint")[["checkpoint", "step"]]
-    x_labels = order["checkpoint"].tolist()
-    for gate, metric in [(spec.id, m) for spec in G.REGISTRY for m in spec.trend_metrics]:
-        part = trend[(trend["gate"] == gate) & (trend["metric"] == metric)]
-        if part.empty:
-            continue
-        fig, ax = plt.subplots(figsize=(4.5, 2.6))
-        for task, rows in part.groupby("task"):
-            rows = rows.set_index("checkpoint").reindex(x_labels)
-            ax.plot(range(len(x_labels)), rows["value"], marker="o", label=task)
-        ax.set_xticks(range(len(x_labels)), x_labels, rotation=30), ax.set_title(f"{gate} {metric}"), ax.legend(fontsize=8)
-        figures.append(_figure_png(fig))
-    verdicts = trend[trend["metric"] == "verdict"].pivot(index="checkpoint", columns="gate", values="verdict")
-    verdicts = verdicts[[c for c in ("overall", *G.GATE_IDS) if c in verdicts] + [c for c in verdicts if c not in G.GATE_IDS + ("overall",)]]
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>mmgate trend</title><style>{CSS}</style></head><body>"
-            f"<h1>mmgate: gates across checkpoints</h1>{_table(verdicts.reindex(x_labels).reset_index())}"
-            f"<div class=grid>{''.join(figures)}</div></body></html>")

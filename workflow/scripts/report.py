@@ -5,8 +5,9 @@ import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 from mmgate.gates import Thresholds, gates_table
 from mmgate.golden import load_golden
 from mmgate.io import provenance, strict_json, write_parquet, write_text
-from mmgate.report import (build, length_audit, render_html, report_provenance, training_dynamics,
-                           training_log_path)
+from mmgate.fingerprint import FingerprintSettings
+from mmgate.render import render_report
+from mmgate.report import build, length_audit, report_provenance, training_dynamics, training_log_path
 from mmgate.scripting import run
 from mmgate.tokenspace import TokenSpace
 
@@ -36,7 +37,8 @@ def main(smk, log):
     write_text(smk.output.json, strict_json(summary, indent=1) + "\n")
     write_parquet(gates_table(report["gate_objects"]), smk.output.table,
                   provenance("report", space.sha256, checkpoint=smk.wildcards.ckpt, overall=report["overall"]))
-    write_text(smk.output.html, render_html(report, audit, dynamics))
+    fingerprints = FingerprintSettings.from_config(smk.params.config["fingerprint"])
+    write_text(smk.output.html, render_report(report, audit, dynamics, fingerprints, seed=smk.params.config["generation"]["seed"]))
     for gate in report["gates"]:
         log.info("%s %s%s", gate["gate"], gate["verdict"], "".join(f"\n    {r}" for r in gate["reasons"]))
     log.info("%s: %s%s", smk.wildcards.ckpt, report["overall"], f" ({report['overall_note']})" if report["overall_note"] else "")
