@@ -128,3 +128,129 @@ def test_silent_clips_count_as_silence_not_as_near_duplicates_of_each_other(mini
     frame, summary = fingerprint_rows(pd.DataFrame(decoded), pd.DataFrame(generated), audio, SETTINGS)
     assert frame["silent"].tolist() == [True, True, False]
     assert summary["silent_share"] == pytest.approx(2 / 3) and summary["near_duplicate_pairs"] == 0
+
+
+# The pairwise loops the vectorised near-duplicate search replaced: kept as its specification.
+def reference_prefix_agreement(tokens):
+    n = len(tokens)
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            common = min(len(tokens[i]), len(tokens[j]))
+            if i != j and common:
+                out[i, j] = int(np.sum(np.asarray(tokens[i][:common]) == np.asarray(tokens[j][:common]))) / common
+    return out
+
+
+def reference_hash_distances(hashes):
+    import imagehash
+
+    bits = [imagehash.hex_to_hash(h).hash.reshape(-1) if isinstance(h, str) else None for h in hashes]
+    size = next((b.size for b in bits if b is not None), 64)
+    out = np.full((len(bits), len(bits)), size + 1, dtype=np.int64)
+    for i, a in enumerate(bits):
+        for j, b in enumerate(bits):
+            if i != j and a is not None and b is not None:
+                out[i, j] = int((a != b).sum())
+    return out
+
+
+def reference_waveform_correlation(waveforms, min_samples=256):
+    n = len(waveforms)
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = waveforms[i], waveforms[j]
+            if a is None or b is None or min(a.size, b.size) < min_samples:
+                continue
+            m = min(a.size, b.size)
+            x, y = a[:m] - a[:m].mean(), b[:m] - b[:m].mean()
+            norm = float(np.sqrt((x @ x) * (y @ y)))
+            out[i, j] = out[j, i] = float(x @ y) / norm if norm > 0 else float(np.array_equal(a[:m], b[:m]))
+    return out
+
+
+def ragged_tokens(rng, n, vocab=4, max_len=12):
+    """Short sequences over a tiny vocabulary: many ties, shared prefixes, copies and empty ones."""
+    tokens = [rng.integers(0, vocab, rng.integers(0, max_len + 1)) for _ in range(n)]
+    for _ in range(n // 4):  # exact copies and truncated copies
+        i, j = rng.integers(0, n, 2)
+        tokens[i] = tokens[j][: rng.integers(0, len(tokens[j]) + 1)].copy() if rng.random() < 0.5 else tokens[j].copy()
+    return tokens
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_prefix_agreement_equals_the_pairwise_loop(seed):
+    from mmgate.fingerprint import prefix_agreement
+
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 2, 17, 60):
+        tokens = ragged_tokens(rng, n, vocab=int(rng.integers(1, 6)))
+        assert np.array_equal(prefix_agreement(tokens), reference_prefix_agreement(tokens))
+
+
+def test_prefix_agreement_edge_cases():
+    from mmgate.fingerprint import prefix_agreement
+
+    empty = np.zeros(0, np.int64)
+    assert prefix_agreement([]).shape == (0, 0)
+    assert np.array_equal(prefix_agreement([empty, empty, np.arange(3)]), np.zeros((3, 3)))
+    ten = np.arange(10)
+    one_off = ten.copy()
+    one_off[3] = 99
+    out = prefix_agreement([ten, one_off, ten[:5], np.array([10**12, -5])])  # 9 of 10 agree: exactly 0.9, a tie
+    assert out[0, 1] == 0.9 and out[0, 2] == 1.0 and out[1, 2] == 0.8 and out[3, 0] == 0.0
+    assert prefix_agreement([[1, 2, 3], [1, 2]])[0, 1] == 1.0  # lists work too
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_vectorised_hash_distances_equal_the_pairwise_loop(seed):
+    from mmgate.fingerprint import hash_distances
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 2**63, 4)
+    hashes = [f"{int(base[rng.integers(0, 4)]) ^ (1 << int(rng.integers(0, 64))):016x}" for _ in range(30)]
+    hashes += [None, float("nan"), hashes[0]]
+    assert np.array_equal(hash_distances(hashes), reference_hash_distances(hashes))
+    assert np.array_equal(hash_distances(hashes[:1]), reference_hash_distances(hashes[:1]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_vectorised_waveform_correlation_matches_the_pairwise_loop(seed):
+    from mmgate.fingerprint import waveform_correlation
+
+    rng = np.random.default_rng(seed)
+    song = rng.standard_normal(3000).astype(np.float32)
+    waves = [song[: rng.integers(200, 3000)] + 0.3 * rng.standard_normal(1).astype(np.float32) for _ in range(8)]
+    waves += [rng.standard_normal(rng.integers(200, 3000)).astype(np.float32) for _ in range(8)]
+    waves += [None, np.full(700, 0.5, np.float32), np.full(900, 0.5, np.float32), np.full(400, -0.25, np.float32),
+              np.concatenate([np.full(300, 0.5, np.float32), song[:500]]), song[:100]]
+    order = rng.permutation(len(waves))
+    waves = [waves[i] for i in order]
+    got, want = waveform_correlation(waves), reference_waveform_correlation(waves)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    threshold = SETTINGS.near_duplicate_waveform_correlation
+    assert np.array_equal(got >= threshold, want >= threshold)
+
+
+def test_collapse_columns_equal_those_of_the_pairwise_loops(monkeypatch):
+    import mmgate.fingerprint as fp
+
+    rng = np.random.default_rng(7)
+    n = 40
+    tokens = ragged_tokens(rng, n, vocab=3, max_len=10)
+    hashes = [f"{int(h):016x}" for h in rng.choice([0xFFFF0000FFFF0000, 0xFFFF0000FFFF0001, 0x0123456789ABCDEF], n)]
+    hashes[5] = None
+    frame = pd.DataFrame({"sample_id": [f"s{i:02d}" for i in range(n)], "phash": hashes, "silent": False,
+                          "noise": False, "longest_loop_frames": 0})
+    song = rng.standard_normal(2000).astype(np.float32)
+    waves = [song[: rng.integers(300, 2000)] if rng.random() < 0.3 else
+             (None if rng.random() < 0.2 else rng.standard_normal(rng.integers(300, 2000)).astype(np.float32))
+             for _ in range(n)]
+    new_frame, new_summary = fp.collapse(frame, tokens, SETTINGS, waves)
+    monkeypatch.setattr(fp, "prefix_agreement", reference_prefix_agreement)
+    monkeypatch.setattr(fp, "hash_distances", reference_hash_distances)
+    monkeypatch.setattr(fp, "waveform_correlation", reference_waveform_correlation)
+    old_frame, old_summary = fp.collapse(frame, tokens, SETTINGS, waves)
+    pd.testing.assert_frame_equal(new_frame, old_frame)
+    assert new_summary == old_summary and new_frame["near_duplicate"].any() and new_frame["duplicate_of"].notna().any()

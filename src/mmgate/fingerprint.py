@@ -127,52 +127,110 @@ def prefix_agreement(tokens: list[np.ndarray]) -> np.ndarray:
 
     Golden lengths differ per sample, so two clips that are the same music differ in length:
     comparing only the tokens both have makes them near-duplicates all the same.
+
+    No loop over pairs: each (position, token) that some sequence holds is a column of a sparse 0/1
+    matrix X [sequences, columns], so X @ X.T counts the positions where two sequences hold the
+    same token. A position past either one's end is in only one row, so the count covers the
+    common prefix. Identical sequences are merged first: a collapsed model writes one output for
+    every prompt, which would make the product dense.
     """
-    n = len(tokens)
-    lengths = np.array([len(t) for t in tokens], dtype=np.int64)
-    width = int(lengths.max()) if n else 0
-    padded = np.full((n, width), -1, dtype=np.int64)  # [N, L]
-    for i, t in enumerate(tokens):
-        padded[i, : len(t)] = t
-    columns = np.arange(width)
-    out = np.zeros((n, n))
-    for i in range(n):
-        common = np.minimum(lengths, lengths[i])  # [N]
-        equal = (padded == padded[i]) & (columns[None, :] < common[:, None])  # [N, L]
-        out[i] = np.where(common > 0, equal.sum(axis=1) / np.maximum(common, 1), 0.0)
+    from scipy.sparse import csr_matrix
+
+    arrays = [np.asarray(t).reshape(-1).astype(np.int64, copy=False) for t in tokens]
+    index: dict[bytes, int] = {}
+    unique: list[np.ndarray] = []
+    inverse = np.zeros(len(arrays), dtype=np.int64)  # [N] -> row of its distinct sequence
+    for i, a in enumerate(arrays):
+        inverse[i] = index.setdefault(a.tobytes(), len(unique))
+        if inverse[i] == len(unique):
+            unique.append(a)
+    lengths = np.array([a.size for a in unique], dtype=np.int64)  # [U]
+    flat = np.concatenate(unique) if unique else np.zeros(0, np.int64)
+    starts = np.cumsum(lengths) - lengths
+    positions = np.arange(flat.size) - np.repeat(starts, lengths)
+    values, codes = np.unique(flat, return_inverse=True)
+    _, columns = np.unique(positions * max(1, values.size) + codes.reshape(-1), return_inverse=True)
+    x = csr_matrix((np.ones(flat.size, np.int64), (np.repeat(np.arange(len(unique)), lengths), columns.reshape(-1))),
+                   shape=(len(unique), int(columns.max(initial=-1)) + 1))
+    equal = (x @ x.T).toarray()  # [U, U] positions where both hold the same token
+    common = np.minimum(lengths[:, None], lengths[None, :])
+    agreement = np.where(common > 0, equal / np.maximum(common, 1), 0.0)
+    out = agreement[inverse][:, inverse]
     np.fill_diagonal(out, 0.0)
     return out
 
 
 def hash_distances(hashes: list[str | None]) -> np.ndarray:
-    """[N, N] Hamming distances of hex perceptual hashes (a large value where a hash is missing)."""
+    """[N, N] Hamming distances of hex perceptual hashes (a large value where a hash is missing).
+
+    One matrix product: differing bits = ones(a) + ones(b) - 2 * ones both have (exact: the counts
+    are small integers).
+    """
     import imagehash
 
     bits = [imagehash.hex_to_hash(h).hash.reshape(-1) if isinstance(h, str) else None for h in hashes]
     size = next((b.size for b in bits if b is not None), 64)
-    valid = np.array([b is not None for b in bits])
-    matrix = np.stack([b if b is not None else np.zeros(size, dtype=bool) for b in bits]) if bits else np.zeros((0, size), bool)
-    out = np.stack([(matrix != row).sum(axis=1) for row in matrix]) if len(matrix) else np.zeros((0, 0))
-    out[~valid, :] = out[:, ~valid] = size + 1
+    valid = np.array([b is not None for b in bits], dtype=bool)
+    ones = np.zeros((len(bits), size), dtype=np.float32)  # [N, bits]
+    for i, b in enumerate(bits):
+        if b is not None:
+            ones[i] = b
+    counts = ones.sum(axis=1)
+    out = np.rint(counts[:, None] + counts[None, :] - 2 * (ones @ ones.T)).astype(np.int64)
+    out[~valid, :] = size + 1
+    out[:, ~valid] = size + 1
     np.fill_diagonal(out, size + 1)
     return out
 
 
-def waveform_correlation(waveforms: list[np.ndarray | None], min_samples: int = 256) -> np.ndarray:
-    """[N, N] Pearson correlation of mono waveforms over their shared duration (0 where too short or missing)."""
+def waveform_correlation(waveforms: list[np.ndarray | None], min_samples: int = 256, chunk: int = 4096) -> np.ndarray:
+    """[N, N] Pearson correlation of mono waveforms over their shared duration (0 where too short or missing).
+
+    No loop over pairs: for a pair whose shared duration is m, the correlation follows from the dot
+    product of the two zero-padded waveforms (one matrix product for all pairs, in float64, `chunk`
+    samples at a time) and each one's sum and sum of squares over its first m samples. Each
+    waveform is centred on its own mean first, which keeps those sums small (correlation does not
+    change when a waveform is shifted). A pair where either is constant over the shared duration
+    gets 1.0 when both are the same there, else 0.0.
+    """
     n = len(waveforms)
     out = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            a, b = waveforms[i], waveforms[j]
-            if a is None or b is None:
-                continue
-            m = min(a.size, b.size)
-            if m < min_samples:
-                continue
-            x, y = a[:m] - a[:m].mean(), b[:m] - b[:m].mean()
-            norm = float(np.sqrt((x @ x) * (y @ y)))
-            out[i, j] = out[j, i] = float(x @ y) / norm if norm > 0 else float(np.array_equal(a[:m], b[:m]))
+    keep = [i for i, w in enumerate(waveforms) if w is not None and np.size(w) >= min_samples]
+    if len(keep) < 2:
+        return out
+    raw = [np.asarray(waveforms[i]).reshape(-1) for i in keep]
+    centred = [w.astype(np.float64) - w.astype(np.float64).mean() for w in raw]
+    lengths = np.array([w.size for w in raw], dtype=np.int64)  # [K]
+    dot = np.zeros((len(raw), len(raw)))
+    for begin in range(0, int(lengths.max()), chunk):
+        block = np.zeros((len(raw), min(chunk, int(lengths.max()) - begin)))
+        for r, w in enumerate(centred):
+            piece = w[begin : begin + block.shape[1]]
+            block[r, : piece.size] = piece
+        dot += block @ block.T
+    shared = np.minimum(lengths[:, None], lengths[None, :])  # [K, K]
+    ends, slot = np.unique(shared, return_inverse=True)  # the distinct shared durations
+    slot = slot.reshape(shared.shape)
+    sums = np.zeros((len(raw), ends.size))  # [K, distinct durations]: sum over the first m samples
+    squares = np.zeros_like(sums)
+    for r, w in enumerate(centred):
+        usable = ends <= w.size
+        sums[r, usable] = np.cumsum(w)[ends[usable] - 1]
+        squares[r, usable] = np.cumsum(w * w)[ends[usable] - 1]
+    rows = np.arange(len(raw))[:, None]
+    s_a, s_b = sums[rows, slot], sums[rows.T, slot]  # [K, K]: row's and column's sums over the shared part
+    var_a = squares[rows, slot] - s_a**2 / shared
+    var_b = squares[rows.T, slot] - s_b**2 / shared
+    covariance = dot - s_a * s_b / shared
+    # constant over the shared duration: its first changing sample comes at or after m
+    first_change = np.array([int(np.argmax(w != w[0])) or w.size for w in raw])
+    flat = (shared <= first_change[:, None]) | (shared <= first_change[None, :])
+    first = np.array([w[0] for w in raw])
+    same_flat = (shared <= first_change[:, None]) & (shared <= first_change[None, :]) & (first[:, None] == first[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.where(flat, same_flat.astype(np.float64), covariance / np.sqrt(var_a * var_b))
+    np.fill_diagonal(corr, 0.0)
+    out[np.ix_(keep, keep)] = corr
     return out
 
 
