@@ -4,6 +4,9 @@
 # The bundled demo config is used unless --configfile names yours (which replaces it).
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/token_space.smk"
@@ -13,6 +16,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    """Every checkpoint's report and the trend (the default target)."""
     default_target: True
     input:
         all_targets(),
@@ -20,7 +24,9 @@ rule all:
 
 onsuccess:
     report_skipped()
+    print_verdicts(failed=False)
 
 
 onerror:
     report_skipped()
+    print_verdicts(failed=True)

@@ -100,7 +100,11 @@ def _load_reports(path: str) -> list[dict]:
                                 "workflow's report rule for this checkpoint (delete the file first).") from err
         report["_path"] = file
         reports.append(report)
-    return sorted(reports, key=lambda r: (r.get("step") is None, r.get("step") or 0, str(r.get("checkpoint"))))
+    return sorted(reports, key=_step_order)
+
+
+def _step_order(report: dict) -> tuple:
+    return report.get("step") is None, report.get("step") or 0, str(report.get("checkpoint"))
 
 
 def _overall(report: dict) -> str:
@@ -108,36 +112,45 @@ def _overall(report: dict) -> str:
     return f"{report.get('overall')}" + (f" ({note})" if note else "")
 
 
-def _inspect(args: argparse.Namespace) -> None:
-    import json
-
+def _summary(report: dict) -> dict:
     from .report import sample_sizes_line
 
+    gates = report["gates"]
+    return {
+        "checkpoint": report["checkpoint"], "step": report.get("step"), "overall": report["overall"],
+        "overall_note": report.get("overall_note"), "report": str(report["_path"].with_name("report.html")),
+        "assessment": report.get("assessment", {}),
+        "gates": {g["gate"]: g["verdict"] for g in gates},
+        "reasons": {g["gate"]: g.get("reasons", []) for g in gates if g.get("reasons")},
+        "notes": {g["gate"]: g.get("notes", []) for g in gates if g.get("notes")},
+        "samples": sample_sizes_line(report.get("provenance") or {}),
+        "fixes": {g["gate"]: g["fix"] for g in gates if g.get("fix")},
+        "evidence": {g["gate"]: g["evidence"] for g in gates if g["verdict"] in ("FAIL", "WARN")},
+    }
+
+
+def verdict_table(summaries: list[dict], marks: dict[str, str] | None = None) -> str:
+    """One line per checkpoint: each gate's verdict and the overall one (`marks`: a note per checkpoint)."""
     from .gates import GATE_IDS
 
-    summaries = []
-    for report in _load_reports(args.path):
-        gates = report["gates"]
-        summaries.append({
-            "checkpoint": report["checkpoint"], "step": report.get("step"), "overall": report["overall"],
-            "overall_note": report.get("overall_note"), "report": str(report["_path"].with_name("report.html")),
-            "assessment": report.get("assessment", {}),
-            "gates": {g["gate"]: g["verdict"] for g in gates},
-            "reasons": {g["gate"]: g.get("reasons", []) for g in gates if g.get("reasons")},
-            "notes": {g["gate"]: g.get("notes", []) for g in gates if g.get("notes")},
-            "samples": sample_sizes_line(report.get("provenance") or {}),
-            "fixes": {g["gate"]: g["fix"] for g in gates if g.get("fix")},
-            "evidence": {g["gate"]: g["evidence"] for g in gates if g["verdict"] in ("FAIL", "WARN")},
-        })
-    if args.json:
-        print(json.dumps(summaries, indent=1))
-        return
     ids = [g for g in GATE_IDS if any(g in s["gates"] for s in summaries)]
     ids += sorted({g for s in summaries for g in s["gates"]} - set(ids))
     width = max(10, *(len(s["checkpoint"]) for s in summaries))
-    print(f"{'checkpoint':<{width}}  " + " ".join(f"{g:<5}" for g in ids) + "  overall")
+    lines = [f"{'checkpoint':<{width}}  " + " ".join(f"{g:<5}" for g in ids) + "  overall"]
     for s in summaries:
-        print(f"{s['checkpoint']:<{width}}  " + " ".join(f"{s['gates'].get(g, '-'):<5}" for g in ids) + f"  {_overall(s)}")
+        lines.append(f"{s['checkpoint']:<{width}}  " + " ".join(f"{s['gates'].get(g, '-'):<5}" for g in ids)
+                     + f"  {_overall(s)}" + (f"  {marks[s['checkpoint']]}" if marks and s["checkpoint"] in marks else ""))
+    return "\n".join(lines)
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    import json
+
+    summaries = [_summary(report) for report in _load_reports(args.path)]
+    if args.json:
+        print(json.dumps(summaries, indent=1))
+        return
+    print(verdict_table(summaries))
     for s in summaries:
         print(f"\n{s['checkpoint']}: {_overall(s)}" + (f"  [samples per task: {s['samples']}]" if s["samples"] else ""))
         for key, line in s["assessment"].items():
@@ -153,26 +166,121 @@ def _inspect(args: argparse.Namespace) -> None:
         print(f"  report: {s['report']}")
 
 
+def end_of_run(checkpoints: list[str], results: str = "results", started: float | None = None,
+               failed: bool = False) -> str:
+    """What a Snakemake run prints last: the verdict table of this run's checkpoints and where the
+    reports are; after a failure, which checkpoints have no report and which are from an earlier run."""
+    from pathlib import Path
+
+    reports, missing, marks = [], [], {}
+    for name in checkpoints:
+        path = Path(results) / "report" / f"ckpt={name}" / "gates.json"
+        try:
+            report = _load_reports(str(path))[0]
+        except ReportMissing:
+            missing.append(name)
+            continue
+        if started is not None and path.stat().st_mtime < started:
+            marks[name] = "(report from an earlier run)" if failed else "(unchanged)"
+        reports.append(report)
+    head = "mmgate: the run failed; verdicts on disk:" if failed else "mmgate: verdicts:"
+    if not reports:
+        return f"{head} none yet (no checkpoint has a report)" if checkpoints else "mmgate: no checkpoints to verify"
+    summaries = [_summary(r) for r in sorted(reports, key=_step_order)]
+    lines = [head, verdict_table(summaries, marks)]
+    if missing:
+        lines.append(f"no report yet: {', '.join(missing)}")
+    lines.append(f"reports: {Path(results) / 'report'}/ckpt=<checkpoint>/report.html; details: mmgate inspect {results}")
+    return "\n".join(lines)
+
+
 def _check(args: argparse.Namespace) -> int:
     from .gates import FAIL, P0, SKIP, WARN
 
-    status = 0
+    status, lines = 0, []
     for report in _load_reports(args.path):
         verdicts = {g["gate"]: g for g in report["gates"]}
         missing = [g for g in P0 if g not in verdicts]
         blocking = {FAIL, SKIP} | ({WARN} if args.strict else set())
         bad = [g for g in P0 if g in verdicts and verdicts[g]["verdict"] in blocking]
         if missing:
-            print(f"{report['checkpoint']}: FAIL (incomplete report: no {', '.join(missing)} in {report['_path']})")
+            lines.append(f"{report['checkpoint']}: FAIL (incomplete report: no {', '.join(missing)} in {report['_path']})")
             status = 1
             continue
         p0 = " ".join(f"{g} {verdicts[g]['verdict']}" for g in P0)
-        print(f"{report['checkpoint']}: {'FAIL' if bad else 'PASS'} ({p0}; overall: {_overall(report)})")
+        lines.append(f"{report['checkpoint']}: {'FAIL' if bad else 'PASS'} ({p0}; overall: {_overall(report)})")
         for gate in bad:
             for reason in verdicts[gate].get("reasons") or [f"{verdicts[gate]['verdict']}"]:
-                print(f"    {gate}: {reason}")
+                lines.append(f"    {gate}: {reason}")
         status |= bool(bad)
+    try:  # the status is decided before printing, so `mmgate check results | head` keeps it
+        print("\n".join(lines))
+    except BrokenPipeError:
+        _silence_stdout()
     return 1 if status else 0
+
+
+def _silence_stdout() -> None:
+    """After the reader closed the pipe: send the rest to /dev/null, so the flush at exit does not fail too."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _one_report(name: str, results: str) -> dict:
+    """A report by checkpoint name (under `results`) or by path (gates.json or its folder)."""
+    from pathlib import Path
+
+    path = Path(name)
+    if not path.exists():
+        path = Path(results) / "report" / f"ckpt={name}"
+        if not path.exists():
+            raise ReportMissing(f"{name}: neither a path nor a checkpoint with a report ({path} does not exist). "
+                                f"Name a checkpoint under {results}/report/ or give its report folder.")
+    reports = _load_reports(str(path))
+    if len(reports) != 1:
+        raise ReportMissing(f"{name}: holds {len(reports)} reports; name one checkpoint or its report folder")
+    return reports[0]
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """Plain columns, as wide as their widest cell."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+
+
+def _diff(args: argparse.Namespace) -> None:
+    from .compare import diff_reports, read_prompts, stage_tables, workflow_root
+    from .render import diff_media, measured, render_diff
+
+    a, b = _one_report(args.a, args.results), _one_report(args.b, args.results)
+    diff = diff_reports(a, b, every_metric=args.all)
+    name_a, name_b = str(diff["a"]), str(diff["b"])
+    print(f"mmgate diff: {name_a} -> {name_b}\n")
+    print(text_table(["verdict", name_a, name_b, ""], [[v["gate"], v["a"], v["b"], "changed" if v["changed"] else ""]
+                                                       for v in diff["verdicts"]]))
+    mark = {True: " ok", False: " MISS", None: ""}
+    rows = [[m["gate"], m["task"], m["metric"], measured(m["a"], m["a_ci"]) + mark[m["a_met"]],
+             measured(m["b"], m["b_ci"]) + mark[m["b_met"]], measured(m["delta"]),
+             {False: "apart", True: "overlap", None: ""}[m["intervals_overlap"]], m["pass_mark"]]
+            for m in diff["metrics"] if args.all or m["delta"] != 0 or m["a_met"] != m["b_met"]]
+    print(f"\nmetrics that changed ({name_b} - {name_a}; [95 % CI]; ok/MISS against the pass mark; "
+          "apart: the intervals do not overlap):\n")
+    print(text_table(["gate", "task", "metric", name_a, name_b, "change", "intervals", "pass mark"], rows)
+          if rows else "  none")
+    if args.html:
+        from pathlib import Path
+
+        from .io import write_text
+
+        media = {}
+        root_a, root_b = workflow_root(a["_path"]), workflow_root(b["_path"])
+        try:
+            media = diff_media(stage_tables(a, root_a), stage_tables(b, root_b), read_prompts(b, root_b))
+        except MMGateError as err:  # the verdicts are still worth a page
+            print(f"mmgate: diff --html: outputs left out ({err})", file=sys.stderr)
+        write_text(Path(args.html), render_diff(diff, media))
+        print(f"\nwrote {args.html}")
 
 
 def _install_profile(args: argparse.Namespace) -> None:
@@ -240,6 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("path", help="results/ or results/report/ckpt=<name>/")
     check.add_argument("--strict", action="store_true", help="count WARN (e.g. N < 256) as failing")
     check.set_defaults(func=_check)
+    diff = sub.add_parser("diff", help="compare two checkpoints' reports: verdict changes and metric deltas with intervals")
+    diff.add_argument("a", help="the reference: a checkpoint name under RESULTS/report/, or its report folder")
+    diff.add_argument("b", help="the checkpoint to compare with it (same forms)")
+    diff.add_argument("--results", default="results", help="results folder the names refer to (default: %(default)s)")
+    diff.add_argument("--all", action="store_true", help="every numeric value, not only pass-mark and trend metrics "
+                      "that changed")
+    diff.add_argument("--html", metavar="PATH", help="also write an HTML page with the same prompts' outputs side by side")
+    diff.set_defaults(func=_diff)
     install = sub.add_parser("install-profile", help="copy a Snakemake profile (default: slurm) to ~/.config/snakemake")
     install.add_argument("name", nargs="?", default="slurm", help="profile in profiles/ (default: %(default)s)")
     install.add_argument("--dest", default="~/.config/snakemake", help="profiles folder (default: %(default)s)")
@@ -257,9 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmgate: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `mmgate inspect results | head`: the reader has all it wanted
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit does not fail too
+        _silence_stdout()
     return 0
 
 if __name__ == "__main__":

@@ -356,3 +356,35 @@ def render_trend(trend: pd.DataFrame) -> str:
     return render("trend.html.j2", rows=rows, columns=columns, plots=trend_plots(trend),
                   metrics={"columns": list(wide.columns), "rows": [(c, [fmt(v) for v in r]) for c, r in
                                                                    zip(wide.index, wide.to_numpy().tolist())]})
+
+
+# --------------------------------------------------------------------------------------------- diff
+
+def diff_media(tables_a: Mapping[str, Any], tables_b: Mapping[str, Any], prompts: pd.DataFrame | None,
+               per_task: int = 8, seed: int = 0, loop_frames: int = 8) -> dict[str, list[dict[str, Any]]]:
+    """Per write task, the same prompts' outputs from both checkpoints: B's problems first, then a
+    seeded random sample, each beside A's output for that prompt."""
+    out = {}
+    for task, decode_b in tables_b["decode"].items():
+        kind = TASK_MODALITY.get(task, "audio")
+        asked = prompts[prompts["task"] == task] if prompts is not None else None
+
+        def items(tables, decode, **limits):
+            return select_media(task, decode, tables["fingerprint"].get(task), tables["generate"].get(task), asked,
+                                kind=kind, loop_frames=loop_frames, seed=seed, **limits)
+
+        chosen = items(tables_b, decode_b, max_problems=per_task // 2, n_random=per_task - per_task // 2)
+        decode_a = tables_a["decode"].get(task)
+        everything = len(decode_a) if decode_a is not None else 0
+        of_a = {i["sample_id"]: i for i in items(tables_a, decode_a, max_problems=everything, n_random=everything)} \
+            if decode_a is not None else {}
+        out[task] = [{"sample_id": i["sample_id"], "prompt": i["prompt"], "kind": kind, "b": embed(i),
+                      "a": embed(of_a[i["sample_id"]]) if i["sample_id"] in of_a else None} for i in chosen]
+    return out
+
+
+def render_diff(diff: Mapping[str, Any], media: Mapping[str, list[dict[str, Any]]] | None = None) -> str:
+    """The HTML page of `mmgate diff A B --html`."""
+    rows = [{**m, "a_text": measured(m["a"], m["a_ci"]), "b_text": measured(m["b"], m["b_ci"]),
+             "delta_text": fmt(m["delta"])} for m in diff["metrics"]]
+    return render("diff.html.j2", diff=diff, rows=rows, media=media or {})

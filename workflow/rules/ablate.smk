@@ -2,6 +2,7 @@
 
 
 rule ablate:
+    """Teacher-forced losses of one shard: correct vs ablated prompts (T2A/T2I) or modality tokens (A2T/I2T)."""
     input:
         check=p01_gate,
         token_space=config["token_space"],
@@ -30,6 +31,7 @@ rule ablate:
 
 
 rule ablation_summary:
+    """Win rates and loss deltas with bootstrap intervals of one task (P0.4, P1.2)."""
     input:
         lambda wc: expand(
             "results/ablate/ckpt={{ckpt}}/task={{task}}/part-{shard}.parquet",

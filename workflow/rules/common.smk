@@ -1,6 +1,7 @@
 import functools
 import math
 import sys
+import time
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -12,6 +13,7 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from mmgate.checkpoints import discover_checkpoints
+from mmgate.cli import end_of_run
 from mmgate.config import expand_paths, read_yaml, validate_config
 from mmgate.demo import DEMO_FILES
 from mmgate.zoo import zoo_files
@@ -89,6 +91,14 @@ def _discover():
 
 
 CHECKPOINTS, SKIPPED = _discover()
+
+
+RUN_STARTED = time.time()
+
+
+def print_verdicts(failed):
+    """The last thing a run prints: this run's verdicts and where the reports are."""
+    print(end_of_run(CHECKPOINTS, "results", RUN_STARTED, failed), file=sys.stderr)
 
 
 def report_skipped():
@@ -189,9 +199,12 @@ def token_space_targets():
 
 
 def all_targets():
-    return expand("results/report/ckpt={ckpt}/gates.json", ckpt=CHECKPOINTS) + [
-        "results/report/trend.parquet"
-    ]
+    """Every file a reader opens (Snakemake reruns a job only for a missing requested file)."""
+    return expand(
+        "results/report/ckpt={ckpt}/{file}",
+        ckpt=CHECKPOINTS,
+        file=["gates.json", "gates.parquet", "report.html"],
+    ) + ["results/report/trend.parquet", "results/report/trend.html"]
 
 
 def model_base(wildcards):
@@ -205,7 +218,14 @@ def stage3_dir(wildcards):
 def p01_passed(ckpt):
     """Whether the checkpoint passed P0.1 (its check table exists once the Snakemake checkpoint ran)."""
     check = checkpoints.token_space.get(ckpt=ckpt).output[0]
-    return bool(read_parquet(check)["match"].all())
+    stat = Path(check).stat()
+    return _check_passed(str(check), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _check_passed(path, mtime_ns, size):
+    """A check table read once per parse, not once per GPU job (a re-run check is a new key)."""
+    return bool(read_parquet(path)["match"].all())
 
 
 def p01_gate(wildcards):

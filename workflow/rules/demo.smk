@@ -1,6 +1,7 @@
 if DEMO:
 
     rule demo:
+        """Build the offline demo: tiny models, checkpoints and golden set (nothing is downloaded)."""
         output:
             [f"{DEMO_DIR}/{name}" for name in DEMO_FILES],
         log:

@@ -2,6 +2,7 @@
 
 
 rule generate:
+    """Generate one shard of T2A/T2I outputs, free or constrained to the modality (P0.2, P1.1)."""
     input:
         check=p01_gate,
         token_space=config["token_space"],
@@ -31,6 +32,7 @@ rule generate:
 
 
 rule decode:
+    """Decode one shard's constrained generations to waveforms or pixels (P0.3)."""
     input:
         generated="results/generate/ckpt={ckpt}/task={write_task}/mode=constrained/part-{shard}.parquet",
         token_space=config["token_space"],
@@ -58,6 +60,7 @@ rule decode:
 
 
 rule fingerprint:
+    """Fingerprint every decoded output of a task and find collapse across prompts (P1.3)."""
     input:
         decoded=lambda wc: expand(
             "results/decode/ckpt={{ckpt}}/task={{write_task}}/part-{shard}.parquet",

@@ -1,17 +1,23 @@
-# Gate report per checkpoint, and the trend across checkpoints.
-
-
+# Gate report per checkpoint, and the trend across checkpoints; the verdict table ends every run.
 rule report:
+    """Judge every gate of one checkpoint: gates.json, gates.parquet and the HTML report."""
     input:
         unpack(report_inputs),
     output:
         json="results/report/ckpt={ckpt}/gates.json",
-        table="results/report/ckpt={ckpt}/gates.parquet",
+        table=report(
+            "results/report/ckpt={ckpt}/gates.parquet",
+            caption="../report/gates_table.rst",
+            category="Gate reports",
+            subcategory="Tables",
+            labels={"checkpoint": "{ckpt}", "file": "gates.parquet"},
+        ),
         html=report(
             "results/report/ckpt={ckpt}/report.html",
             caption="../report/gates.rst",
             category="Gate reports",
-            labels={"checkpoint": "{ckpt}"},
+            subcategory="Pages",
+            labels={"checkpoint": "{ckpt}", "file": "report.html"},
         ),
     log:
         "logs/report/{ckpt}.log",
@@ -34,6 +40,7 @@ rule report:
 
 
 rule trend:
+    """Gate metrics of every checkpoint by training step: trend.parquet and trend.html."""
     input:
         expand("results/report/ckpt={ckpt}/gates.json", ckpt=CHECKPOINTS),
     output:

@@ -2,6 +2,7 @@
 
 
 rule token_space_stage2:
+    """Check the token-space hash each stage-2 shard recorded."""
     input:
         token_space=config["token_space"],
         shards=STAGE2_SHARDS,
@@ -21,6 +22,7 @@ rule token_space_stage2:
 # A checkpoint (in Snakemake's sense): the report of a checkpoint that fails P0.1 is planned from
 # this table alone, so no GPU job runs for it, and its gates.json still says why.
 checkpoint token_space:
+    """Check one checkpoint's tokenizer, embedding rows and recorded hashes against token_space.json."""
     input:
         token_space=config["token_space"],
         stage2="results/token_space/stage2.parquet",
@@ -47,6 +49,7 @@ checkpoint token_space:
 
 # `snakemake check_token_space`: P0.1 alone, before any GPU work; fails when any checkpoint fails.
 rule check_token_space:
+    """P0.1 alone for every checkpoint, before any GPU work."""
     input:
         token_space_targets(),
     log:
