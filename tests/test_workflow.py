@@ -302,6 +302,9 @@ def test_snakemake_report_includes_the_gate_reports(reported):
 
     names = zipfile.ZipFile(out).namelist()
     assert any(n.endswith("report.html") for n in names) and any(n.endswith("trend.html") for n in names)
+    assert any(n.endswith("gates.parquet") for n in names)
+    index = next(n for n in names if n.count("/") == 1 and n.endswith("report.html"))
+    assert "mmgate verifies checkpoints" in zipfile.ZipFile(out).read(index).decode()
 
 
 @pytest.fixture
@@ -404,3 +407,58 @@ def test_generation_is_planned_over_its_subset_and_ablation_over_every_row(user_
     jobs = re.findall(r"^(?:local)?rule (\w+):.*?resources: ([^\n]*)", out, re.M | re.S)
     gpus = {rule: re.search(r"gpu=(\d+)", resources).group(1) for rule, resources in jobs if "gpu=" in resources}
     assert gpus == {"generate": "2", "ablate": "2", "decode": "1"}, gpus
+
+
+COUNTING_DRIVER = '''
+import atexit, collections, json, sys
+sys.path.insert(0, sys.argv[1])
+import mmgate.io
+reads = collections.Counter()
+read_parquet = mmgate.io.read_parquet
+def counted(path, *args, **kwargs):
+    reads[str(path)] += 1
+    return read_parquet(path, *args, **kwargs)
+mmgate.io.read_parquet = counted  # the golden set and the P0.1 tables are read through it
+atexit.register(lambda: open(sys.argv[2], "w").write(json.dumps(reads)))
+from snakemake.cli import main
+main(sys.argv[3:])
+'''
+
+
+def test_a_dry_run_reads_the_golden_set_and_each_check_table_once_whatever_the_checkpoint_count(user_config, tmp_path):
+    """Parsing cost per checkpoint: no parquet is read once per job (DAG build of 200 checkpoints:
+    benchmarks/dag_build.py). Planned jobs grow by the same count per passed checkpoint."""
+    import json
+    import os
+
+    names = ["checkpoint-100", "checkpoint-200", "checkpoint-300", "broken-400"]
+    run = tmp_path / "run"
+    for name in names:
+        (tmp_path / "ckpts" / name).mkdir(parents=True)
+        (tmp_path / "ckpts" / name / "COMPLETE").write_text("")
+        check = run / "results" / "token_space" / f"ckpt={name}" / "check.parquet"
+        check.parent.mkdir(parents=True)
+        pd.DataFrame({"artifact": ["checkpoint"], "match": [not name.startswith("broken")]}).to_parquet(check)
+    config = user_config(checkpoints={}, checkpoint_glob=str(tmp_path / "ckpts" / "*"), completion_marker="COMPLETE",
+                         sharding={"samples_per_shard": 4})
+    driver, counts = tmp_path / "driver.py", tmp_path / "reads.json"
+    driver.write_text(COUNTING_DRIVER)
+    # The SLURM executor plugin runs `scontrol show config` on import: 9 s where SLURM is installed but down
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+    (shim / "scontrol").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([str(BIN / "python"), str(driver), str(REPO / "src"), str(counts), "-n", "--snakefile",
+                           str(REPO / "Snakefile"), "-d", str(run), "--configfile", str(config)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    reads = json.loads(counts.read_text())
+    assert reads.pop(str(tmp_path / "golden.parquet")) == 1, reads
+    assert sorted(reads.values()) == [1] * len(names), reads  # each checkpoint's P0.1 table, once
+    jobs = job_counts(proc.stdout)
+    # 8 golden rows per task, 4 per shard: per passed checkpoint 2 write tasks x 2 modes x 2 shards generate,
+    # 2 x 2 decode, 2 fingerprint, 4 x 2 ablate, 4 summaries and the report; the failed one plans its report only
+    per_checkpoint = {"generate": 8, "decode": 4, "fingerprint": 2, "ablate": 8, "ablation_summary": 4}
+    assert {rule: jobs[rule] for rule in per_checkpoint} == {rule: 3 * n for rule, n in per_checkpoint.items()}, jobs
+    assert jobs["report"] == len(names) and jobs["total"] == 3 * 27 + 1 + 2, jobs  # + trend and all
