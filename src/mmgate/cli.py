@@ -283,6 +283,24 @@ def _diff(args: argparse.Namespace) -> None:
         print(f"\nwrote {args.html}")
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .compare import workflow_root
+    from .export import export_tensorboard, export_wandb
+
+    if not (args.tensorboard or args.wandb):
+        print("mmgate: export: name a target, --tensorboard DIR and/or --wandb PROJECT", file=sys.stderr)
+        return USAGE_ERROR
+    reports = _load_reports(args.path)
+    roots = [workflow_root(r["_path"]) for r in reports]
+    if args.tensorboard:
+        runs = export_tensorboard(reports, roots, args.tensorboard, args.media)
+        print(f"wrote {len(reports)} checkpoint(s) to {', '.join(map(str, runs))}: tensorboard --logdir {args.tensorboard}")
+    if args.wandb:
+        runs = export_wandb(reports, roots, args.wandb, args.media)
+        print(f"logged {len(reports)} checkpoint(s) to W&B project {args.wandb}: run(s) {', '.join(runs)}")
+    return 0
+
+
 def _install_profile(args: argparse.Namespace) -> None:
     import shutil
     from pathlib import Path
@@ -356,6 +374,15 @@ def main(argv: list[str] | None = None) -> int:
                       "that changed")
     diff.add_argument("--html", metavar="PATH", help="also write an HTML page with the same prompts' outputs side by side")
     diff.set_defaults(func=_diff)
+    export = sub.add_parser("export", help="gate metrics by step and a few outputs to TensorBoard or W&B (optional packages)")
+    export.add_argument("path", help="results/ (every checkpoint) or results/report/ckpt=<name>/")
+    export.add_argument("--tensorboard", metavar="DIR", help="write event files under DIR/<training run>/ "
+                        "(needs the tensorboard package)")
+    export.add_argument("--wandb", metavar="PROJECT", help="log to this W&B project, one run per training run "
+                        "(needs the wandb package and a login, or WANDB_MODE=offline)")
+    export.add_argument("--media", type=int, default=2, metavar="N", help="decoded outputs per write task and "
+                        "checkpoint (default: %(default)s)")
+    export.set_defaults(func=_export)
     install = sub.add_parser("install-profile", help="copy a Snakemake profile (default: slurm) to ~/.config/snakemake")
     install.add_argument("name", nargs="?", default="slurm", help="profile in profiles/ (default: %(default)s)")
     install.add_argument("--dest", default="~/.config/snakemake", help="profiles folder (default: %(default)s)")
