@@ -1,0 +1,125 @@
+"""DAG build time: wall time of `snakemake -n` at 10, 50 and 200 checkpoints.
+
+Builds a synthetic layout in a temporary folder: N tiny fake checkpoint folders (a completion marker
+and nothing else) found through `checkpoint_glob`, the demo's token space and golden set (256
+examples per task: 2 shards per task at 128 per shard), and each checkpoint's P0.1 table already
+written as passed, so the dry run plans every job of every checkpoint (28 per checkpoint), not
+the token-space checks alone. Needs the built demo (`make demo`, or resources/demo from it).
+
+`--before REV` also times the workflow as it was at git revision REV (extracted with `git archive`
+into a temporary folder, nothing in this checkout changes), on the same layout, side by side.
+
+The SLURM executor plugin runs `scontrol show config` when Snakemake imports it, on every
+invocation; where SLURM is installed but its controller is down that call waits about 9 s. The
+benchmark times that call once and puts a stub `scontrol` first on PATH for the dry runs, so the
+numbers are the workflow's own (`--slurm-probe` keeps the real one).
+
+    python benchmarks/dag_build.py [--counts 10 50 200] [--before 2a6c947] [--repeat 1] [--slurm-probe]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from _machine import machine_line
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def layout(root: Path, n: int) -> Path:
+    """N fake checkpoints, their passed P0.1 tables and a config; returns the config path."""
+    demo = REPO / "resources" / "demo"
+    if not (demo / "golden.parquet").exists():
+        sys.exit(f"{demo} is not built: run `make demo` (or the demo rule) first")
+    for i in range(n):
+        ckpt = root / "ckpts" / f"checkpoint-{(i + 1) * 100}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "COMPLETE").write_text("")
+        check = root / "run" / "results" / "token_space" / f"ckpt={ckpt.name}" / "check.parquet"
+        check.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"artifact": ["checkpoint"], "match": [True]}).to_parquet(check)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update({
+        "token_space": str(demo / "token_space.json"), "golden_set": str(demo / "golden.parquet"),
+        "stage2": {"shards": [str(p) for p in sorted((demo / "stage2").glob("*.parquet"))]},
+        "stage3_init": str(demo / "stage3_init"), "checkpoints": {},
+        "checkpoint_glob": str(root / "ckpts" / "*"),
+    })
+    config["model"]["base"] = str(demo / "stage3_init")
+    config["demo"]["build"] = False
+    path = root / f"config-{n}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def dry_run(repo: Path, config: Path, workdir: Path, env: dict[str, str]) -> tuple[float, int]:
+    """(seconds, planned jobs) of one `snakemake -n`."""
+    cmd = [str(SNAKEMAKE), "-n", "--snakefile", str(repo / "Snakefile"), "-d", str(workdir), "--configfile", str(config)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    total = re.search(r"^total\s+(\d+)", proc.stdout, re.M)
+    return seconds, int(total.group(1)) if total else -1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", type=int, nargs="+", default=[10, 50, 200])
+    parser.add_argument("--before", help="git revision to time as well (e.g. the commit before the change)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per point; the fastest is shown")
+    parser.add_argument("--slurm-probe", action="store_true", help="keep the SLURM plugin's scontrol call in the times")
+    args = parser.parse_args()
+    version = subprocess.run([str(SNAKEMAKE), "--version"], capture_output=True, text=True).stdout.strip()
+    print(machine_line(f"snakemake {version}"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        env = dict(os.environ)
+        if shutil.which("scontrol") and not args.slurm_probe:
+            start = time.perf_counter()
+            try:
+                subprocess.run(["scontrol", "show", "config"], capture_output=True, timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            print(f"SLURM plugin probe (`scontrol show config`, run by every snakemake call): "
+                  f"{time.perf_counter() - start:.1f} s here, left out of the times below (stub scontrol)")
+            (tmp / "bin").mkdir()
+            (tmp / "bin" / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+            (tmp / "bin" / "scontrol").chmod(0o755)
+            env["PATH"] = f"{tmp / 'bin'}{os.pathsep}{env['PATH']}"
+        trees = {"now": REPO}
+        if args.before:
+            old = tmp / "before"
+            old.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.before], capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            trees = {f"before ({args.before})": old, "now": REPO}
+        header = "".join(f"{name + ' s':>22}" for name in trees)
+        print(f"{'checkpoints':>11} {'jobs':>6}{header}" + (f"{'before/now':>12}" if len(trees) > 1 else ""))
+        for n in args.counts:
+            root = tmp / f"layout-{n}"
+            config = layout(root, n)
+            times, jobs = {}, set()
+            for name, tree in trees.items():
+                runs = [dry_run(tree, config, root / "run", env) for _ in range(args.repeat)]
+                times[name] = min(s for s, _ in runs)
+                jobs |= {j for _, j in runs}
+            cells = "".join(f"{times[name]:22.2f}" for name in trees)
+            ratio = f"{times[next(iter(trees))] / times['now']:11.1f}x" if len(trees) > 1 else ""
+            print(f"{n:11d} {'/'.join(map(str, sorted(jobs))):>6}{cells}{ratio}")
+
+
+if __name__ == "__main__":
+    main()
