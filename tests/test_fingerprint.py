@@ -229,6 +229,7 @@ def test_vectorised_waveform_correlation_matches_the_pairwise_loop(seed):
     waves = [waves[i] for i in order]
     got, want = waveform_correlation(waves), reference_waveform_correlation(waves)
     np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(waveform_correlation(waves, chunk=100, block=5), got, atol=1e-12)  # only rounding
     threshold = SETTINGS.near_duplicate_waveform_correlation
     assert np.array_equal(got >= threshold, want >= threshold)
 

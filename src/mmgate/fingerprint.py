@@ -183,15 +183,16 @@ def hash_distances(hashes: list[str | None]) -> np.ndarray:
     return out
 
 
-def waveform_correlation(waveforms: list[np.ndarray | None], min_samples: int = 256, chunk: int = 4096) -> np.ndarray:
+def waveform_correlation(waveforms: list[np.ndarray | None], min_samples: int = 256, chunk: int = 4096,
+                         block: int = 512) -> np.ndarray:
     """[N, N] Pearson correlation of mono waveforms over their shared duration (0 where too short or missing).
 
     No loop over pairs: for a pair whose shared duration is m, the correlation follows from the dot
     product of the two zero-padded waveforms (one matrix product for all pairs, in float64, `chunk`
-    samples at a time) and each one's sum and sum of squares over its first m samples. Each
-    waveform is centred on its own mean first, which keeps those sums small (correlation does not
-    change when a waveform is shifted). A pair where either is constant over the shared duration
-    gets 1.0 when both are the same there, else 0.0.
+    samples at a time) and each one's sum and sum of squares over its first m samples (running
+    sums, looked up `block` rows at a time). Each waveform is centred on its own mean first, which
+    keeps those sums small (correlation does not change when a waveform is shifted). A pair where
+    either is constant over the shared duration gets 1.0 when both are the same there, else 0.0.
     """
     n = len(waveforms)
     out = np.zeros((n, n))
@@ -201,34 +202,32 @@ def waveform_correlation(waveforms: list[np.ndarray | None], min_samples: int = 
     raw = [np.asarray(waveforms[i]).reshape(-1) for i in keep]
     centred = [w.astype(np.float64) - w.astype(np.float64).mean() for w in raw]
     lengths = np.array([w.size for w in raw], dtype=np.int64)  # [K]
+    longest = int(lengths.max())
     dot = np.zeros((len(raw), len(raw)))
-    for begin in range(0, int(lengths.max()), chunk):
-        block = np.zeros((len(raw), min(chunk, int(lengths.max()) - begin)))
+    for begin in range(0, longest, chunk):
+        piece = np.zeros((len(raw), min(chunk, longest - begin)))
         for r, w in enumerate(centred):
-            piece = w[begin : begin + block.shape[1]]
-            block[r, : piece.size] = piece
-        dot += block @ block.T
-    shared = np.minimum(lengths[:, None], lengths[None, :])  # [K, K]
-    ends, slot = np.unique(shared, return_inverse=True)  # the distinct shared durations
-    slot = slot.reshape(shared.shape)
-    sums = np.zeros((len(raw), ends.size))  # [K, distinct durations]: sum over the first m samples
-    squares = np.zeros_like(sums)
-    for r, w in enumerate(centred):
-        usable = ends <= w.size
-        sums[r, usable] = np.cumsum(w)[ends[usable] - 1]
-        squares[r, usable] = np.cumsum(w * w)[ends[usable] - 1]
-    rows = np.arange(len(raw))[:, None]
-    s_a, s_b = sums[rows, slot], sums[rows.T, slot]  # [K, K]: row's and column's sums over the shared part
-    var_a = squares[rows, slot] - s_a**2 / shared
-    var_b = squares[rows.T, slot] - s_b**2 / shared
-    covariance = dot - s_a * s_b / shared
-    # constant over the shared duration: its first changing sample comes at or after m
+            part = w[begin : begin + piece.shape[1]]
+            piece[r, : part.size] = part
+        dot += piece @ piece.T
+    offsets = np.cumsum(lengths) - lengths  # where each waveform's running sums start
+    sums = np.concatenate([np.cumsum(w) for w in centred])
+    squares = np.concatenate([np.cumsum(w * w) for w in centred])
+    # constant over the shared duration: its first changing sample comes at or after it
     first_change = np.array([int(np.argmax(w != w[0])) or w.size for w in raw])
-    flat = (shared <= first_change[:, None]) | (shared <= first_change[None, :])
     first = np.array([w[0] for w in raw])
-    same_flat = (shared <= first_change[:, None]) & (shared <= first_change[None, :]) & (first[:, None] == first[None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = np.where(flat, same_flat.astype(np.float64), covariance / np.sqrt(var_a * var_b))
+    corr = np.zeros_like(dot)
+    for begin in range(0, len(raw), block):
+        rows = slice(begin, begin + block)
+        shared = np.minimum(lengths[rows, None], lengths[None, :])  # [B, K]
+        at_a, at_b = offsets[rows, None] + shared - 1, offsets[None, :] + shared - 1
+        s_a, s_b = sums[at_a], sums[at_b]
+        var_a = squares[at_a] - s_a**2 / shared
+        var_b = squares[at_b] - s_b**2 / shared
+        flat_a, flat_b = shared <= first_change[rows, None], shared <= first_change[None, :]
+        same_flat = flat_a & flat_b & (first[rows, None] == first[None, :])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr[rows] = np.where(flat_a | flat_b, same_flat, (dot[rows] - s_a * s_b / shared) / np.sqrt(var_a * var_b))
     np.fill_diagonal(corr, 0.0)
     out[np.ix_(keep, keep)] = corr
     return out
