@@ -187,6 +187,7 @@ def test_vectorised_prefix_agreement_equals_the_pairwise_loop(seed):
     for n in (0, 1, 2, 17, 60):
         tokens = ragged_tokens(rng, n, vocab=int(rng.integers(1, 6)))
         assert np.array_equal(prefix_agreement(tokens), reference_prefix_agreement(tokens))
+        assert np.array_equal(prefix_agreement(tokens, block=3), reference_prefix_agreement(tokens))
 
 
 def test_prefix_agreement_edge_cases():

@@ -122,7 +122,7 @@ def longest_loop(frames: np.ndarray, max_period: int) -> int:
     return best
 
 
-def prefix_agreement(tokens: list[np.ndarray]) -> np.ndarray:
+def prefix_agreement(tokens: list[np.ndarray], block: int = 512) -> np.ndarray:
     """[N, N] share of equal tokens over each pair's common prefix (0 where one is empty), diagonal 0.
 
     Golden lengths differ per sample, so two clips that are the same music differ in length:
@@ -150,12 +150,13 @@ def prefix_agreement(tokens: list[np.ndarray]) -> np.ndarray:
     positions = np.arange(flat.size) - np.repeat(starts, lengths)
     values, codes = np.unique(flat, return_inverse=True)
     _, columns = np.unique(positions * max(1, values.size) + codes.reshape(-1), return_inverse=True)
-    x = csr_matrix((np.ones(flat.size, np.int64), (np.repeat(np.arange(len(unique)), lengths), columns.reshape(-1))),
+    x = csr_matrix((np.ones(flat.size), (np.repeat(np.arange(len(unique)), lengths), columns.reshape(-1))),
                    shape=(len(unique), int(columns.max(initial=-1)) + 1))
-    equal = (x @ x.T).toarray()  # [U, U] positions where both hold the same token
-    common = np.minimum(lengths[:, None], lengths[None, :])
-    agreement = np.where(common > 0, equal / np.maximum(common, 1), 0.0)
-    out = agreement[inverse][:, inverse]
+    agreement = (x @ x.T).toarray()  # [U, U] positions where both hold the same token (exact small integers)
+    for begin in range(0, len(unique), block):  # / the common length, in place (an empty one has 0 equal: 0 / 1)
+        rows = slice(begin, begin + block)
+        agreement[rows] /= np.maximum(np.minimum(lengths[rows, None], lengths[None, :]), 1)
+    out = agreement if len(unique) == len(arrays) else agreement[np.ix_(inverse, inverse)]
     np.fill_diagonal(out, 0.0)
     return out
 
@@ -176,7 +177,11 @@ def hash_distances(hashes: list[str | None]) -> np.ndarray:
         if b is not None:
             ones[i] = b
     counts = ones.sum(axis=1)
-    out = np.rint(counts[:, None] + counts[None, :] - 2 * (ones @ ones.T)).astype(np.int64)
+    both = ones @ ones.T  # [N, N] ones both hashes have, then the differing bits, in place
+    both *= -2
+    both += counts[:, None]
+    both += counts[None, :]
+    out = np.rint(both, out=both).astype(np.int64)
     out[~valid, :] = size + 1
     out[:, ~valid] = size + 1
     np.fill_diagonal(out, size + 1)
@@ -195,10 +200,9 @@ def waveform_correlation(waveforms: list[np.ndarray | None], min_samples: int = 
     either is constant over the shared duration gets 1.0 when both are the same there, else 0.0.
     """
     n = len(waveforms)
-    out = np.zeros((n, n))
     keep = [i for i, w in enumerate(waveforms) if w is not None and np.size(w) >= min_samples]
     if len(keep) < 2:
-        return out
+        return np.zeros((n, n))
     raw = [np.asarray(waveforms[i]).reshape(-1) for i in keep]
     centred = [w.astype(np.float64) - w.astype(np.float64).mean() for w in raw]
     lengths = np.array([w.size for w in raw], dtype=np.int64)  # [K]
@@ -216,7 +220,7 @@ def waveform_correlation(waveforms: list[np.ndarray | None], min_samples: int = 
     # constant over the shared duration: its first changing sample comes at or after it
     first_change = np.array([int(np.argmax(w != w[0])) or w.size for w in raw])
     first = np.array([w[0] for w in raw])
-    corr = np.zeros_like(dot)
+    corr = dot  # each block of rows of the products becomes that block of correlations
     for begin in range(0, len(raw), block):
         rows = slice(begin, begin + block)
         shared = np.minimum(lengths[rows, None], lengths[None, :])  # [B, K]
@@ -229,6 +233,9 @@ def waveform_correlation(waveforms: list[np.ndarray | None], min_samples: int = 
         with np.errstate(divide="ignore", invalid="ignore"):
             corr[rows] = np.where(flat_a | flat_b, same_flat, (dot[rows] - s_a * s_b / shared) / np.sqrt(var_a * var_b))
     np.fill_diagonal(corr, 0.0)
+    if len(keep) == n:
+        return corr
+    out = np.zeros((n, n))
     out[np.ix_(keep, keep)] = corr
     return out
 
