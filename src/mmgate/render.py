@@ -235,6 +235,13 @@ def report_media(tables: Mapping[str, Any], loop_frames: int = 8, seed: int = 0)
 
 # -------------------------------------------------------------------------------------------- pages
 
+def verdict_class(verdict: Any) -> str:
+    """The colour class of a gate verdict or an overall call."""
+    overall = {G.READY: G.PASS, G.VALID: G.WARN, G.UNVERIFIED: G.SKIP, G.NOT_VALID: G.FAIL}
+    verdict = overall.get(verdict, verdict)
+    return verdict if verdict in (G.PASS, G.WARN, G.FAIL, G.SKIP) else ""
+
+
 @lru_cache(maxsize=1)
 def _environment():
     import jinja2
@@ -243,6 +250,7 @@ def _environment():
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
     env.filters["fmt"] = fmt
     env.filters["label"] = lambda key: str(key).replace("_", " ")
+    env.filters["verdict_class"] = verdict_class
     return env
 
 
