@@ -63,7 +63,8 @@ def zoo_run(request):
     overrides = demo_workdir / "test-overrides.yaml"
     overrides.write_text(json.dumps({"golden_set": str(golden), "gates": {"min_n": TEST_PER_TASK},
                                      "sharding": {"samples_per_shard": TEST_PER_TASK}}))
-    snakemake("--cores", "2", "-d", str(demo_workdir), "--configfile", str(CONFIG), str(ZOO_CONFIG), str(overrides))
+    proc = snakemake("--cores", "2", "-d", str(demo_workdir), "--configfile", str(CONFIG), str(ZOO_CONFIG), str(overrides))
+    (demo_workdir / "snakemake.stderr").write_text(proc.stderr)  # what the run printed last, for the tests
     return demo_workdir
 
 
