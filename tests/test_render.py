@@ -13,7 +13,7 @@ from test_gates import T, ablation, collapse_row, generated, read_ablation
 from mmgate import gates as G
 from mmgate.cli import end_of_run, main as cli
 from mmgate.compare import diff_reports
-from mmgate.io import write_parquet, write_text
+from mmgate.io import write_text
 from mmgate.media import select_media
 from mmgate.render import fmt, gate_table, measured, render_diff, render_report, render_trend
 from mmgate.report import build_trend, trend_rows
