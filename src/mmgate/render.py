@@ -263,7 +263,7 @@ def random_decoders(provenance: Mapping[str, Any]) -> list[str]:
     return [kind for kind, origin in (provenance.get("decoder_weights") or {}).items() if origin == RANDOM_WEIGHTS]
 
 
-GATE_PLOTS = {"P0.2": ("generation",), "P0.4": ("losses", "win_rates"), "P1.3": ("fingerprints_t2a", "fingerprints_t2i")}
+GATE_PLOTS = {"P0.2": ("generation",), "P0.4": ("losses", "win_rates")}  # P1.3: each task's fingerprints
 
 
 def render_report(report: Mapping[str, Any], audit: pd.DataFrame | None = None,
