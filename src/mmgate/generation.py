@@ -4,12 +4,15 @@ Each sample generates up to its own ``expected + margin`` tokens (``expected`` f
 samples of similar length are batched together so little is wasted on padding, and the decode
 input is the first ``expected`` tokens. Every sampling parameter is set explicitly: transformers
 otherwise fills unset fields from the checkpoint's own `generation_config.json` (and applies
-top-k 50 when sampling).
+top-k 50 when sampling). Constrained mode computes the head and samples only over the ids the
+constraint allows (`restricted_head`, mmgate.restricted), and falls back to `generate`, with one
+log line saying why, where that cannot reproduce it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -26,6 +29,8 @@ from .tokenspace import Modality, TokenSpace
 if TYPE_CHECKING:
     from .shardjob import ShardJob
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class GenerationSettings(FromConfig):
@@ -39,6 +44,10 @@ class GenerationSettings(FromConfig):
     hold_end_until_expected: bool = True
     batch_size: int = 32
     seed: int = 0
+    # constrained mode: logits and sampling only over the ids the constraint allows (mmgate.restricted)
+    restricted_head: bool = True
+    # ... measuring the mass the constraint removes (a full-vocabulary step) every n-th step
+    removed_mass_every: int = 16
     # generate for this many golden rows per task (golden.generation_subset); None: all of them
     samples_per_task: int | None = None
 
@@ -72,11 +81,12 @@ def compliance(generated: np.ndarray, modality: Modality, n_frames: int | None) 
 
 
 def removed_mass_stats(removed: np.ndarray | None, row: int, steps: int) -> dict[str, float | None]:
-    """Mean and max probability mass the constraint removed over one row's own steps (None in free mode)."""
-    if removed is None or steps <= 0:
+    """Mean and max probability mass the constraint removed over one row's own measured steps (NaN: a step
+    not measured; None in free mode)."""
+    own = None if removed is None or steps <= 0 else removed[row, : min(steps, removed.shape[1])]
+    if own is None or np.isnan(own).all():
         return {"removed_mass_mean": None, "removed_mass_max": None}
-    own = removed[row, : min(steps, removed.shape[1])]
-    return {"removed_mass_mean": float(own.mean()), "removed_mass_max": float(own.max())}
+    return {"removed_mass_mean": float(np.nanmean(own)), "removed_mass_max": float(np.nanmax(own))}
 
 
 def split_generation(new_tokens: np.ndarray, budget: int, end_id: int) -> tuple[np.ndarray, int | None]:
@@ -103,6 +113,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
 
     from .constrain import ModalityConstraint, RowBudget
     from .loading import pad_id
+    from .restricted import RestrictedDecoder, Unsupported
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -116,6 +127,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
 
         iterator = tqdm(batches, desc=f"generate {task}/{mode}", unit="batch")
     out: list[dict[str, Any]] = []
+    fallback_logged = False
     for batch_index, batch in enumerate(iterator):
         contexts = [template.encode(prompt=p) for p in batch["prompt"]]
         width = max(map(len, contexts))
@@ -134,26 +146,38 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
             pad_token_id=pad, bos_token_id=tokenizer.bos_token_id, use_cache=True,
         )
         processors = LogitsProcessorList()
-        constraint = None
+        constraint = decoder = None
         if mode == "constrained":
             frames = None if n_frames is None else torch.from_numpy(n_frames)
             min_length = torch.from_numpy(expected) if settings.hold_end_until_expected else None
             constraint = ModalityConstraint(modality, span_start=width, n_frames=frames, min_length=min_length, device=device,
                                             track_removed_mass=True)
             processors.append(constraint)
+            if settings.restricted_head:
+                try:
+                    decoder = RestrictedDecoder.for_model(model, config, constraint, settings.removed_mass_every)
+                except Unsupported as reason:
+                    if not fallback_logged:
+                        logger.warning("generate %s: restricted_head falls back to transformers generate: %s", task, reason)
+                    fallback_logged = True
         stopping = StoppingCriteriaList([RowBudget(width, torch.from_numpy(budgets).to(device))])
         seed = (settings.seed * 1_000_003 + zlib.crc32(",".join(batch["sample_id"]).encode())) % (2**31)
         torch.manual_seed(seed)
         start = time.perf_counter()
+        removed_mass = constraint.removed_mass if constraint else []
         with torch.inference_mode():
-            sequences = model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config,
-                logits_processor=processors, stopping_criteria=stopping,
-            )
+            if decoder is not None:
+                result = decoder.generate(input_ids.to(device), attention.to(device), stopping)
+                sequences, removed_mass = result.sequences, result.removed_mass
+            else:
+                sequences = model.generate(
+                    input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config,
+                    logits_processor=processors, stopping_criteria=stopping,
+                )
         seconds = time.perf_counter() - start
         new_tokens = sequences[:, width:].cpu().numpy()
         spans = [split_generation(new_tokens[i], int(budgets[i]), modality.end_id) for i in range(len(batch))]
-        removed = torch.stack(constraint.removed_mass, dim=1).cpu().numpy() if constraint and constraint.removed_mass else None
+        removed = torch.stack(removed_mass, dim=1).cpu().numpy() if removed_mass else None
         n_new = sum(len(span) + (end is not None) for span, end in spans)
         for i, row in enumerate(batch.itertuples()):
             span, end = spans[i]

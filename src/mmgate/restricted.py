@@ -1,0 +1,288 @@
+r"""Restricted-head constrained decoding: logits and sampling only over the ids the constraint allows.
+
+At a constrained step of an audio span only one codebook's rows (and, at a frame boundary, the end
+token) can be sampled; for an image span only the image range and the end token. HF `generate`
+still runs the whole output head and a softmax over the whole vocabulary (150k+ ids) every step,
+which on a small model costs about as much as the transformer body. `RestrictedDecoder` runs the
+body with its KV cache, then the head only over the allowed rows (contiguous row slices of the head
+weight: views, no copies), and samples among them with HF's own warpers, applied in HF's order.
+
+Why this is the same distribution as `generate` + `ModalityConstraint`: the constraint gives every
+disallowed id a score of `-inf`, so its probability is 0 after every warper. Temperature divides
+each score; top-k keeps the scores >= the k-th largest, which over a masked vocabulary (where the
+k-th largest is `-inf` when k exceeds the allowed count) is the k-th largest allowed score, i.e.
+`TopKLogitsWarper`'s own `min(k, n)` over the allowed subset; top-p and min-p sort and normalise
+probabilities, to which the `-inf` ids add exact zeros. Greedy decoding takes the same argmax
+(columns are kept in id order, so ties resolve to the same id). What differs is the random stream:
+`torch.multinomial` draws one number per column, so the same seed picks other tokens.
+
+Every `removed_mass_every`-th step (raised to the next number coprime to the codebook count, so
+each codebook is measured alike) runs the full head once more, to record the probability mass the
+constraint removes (P0.2); that step samples from the full vocabulary exactly as `generate` does.
+Steps not measured hold NaN.
+
+Where it cannot reproduce `generate` (an architecture whose head is not a plain linear map of the
+body's last hidden state, a head it cannot slice, a logits processor other than the constraint,
+temperature, top-k, top-p and min-p, a model in training mode), `RestrictedDecoder.for_model`
+raises `Unsupported` with the reason, and the caller falls back to `generate`.
+
+Examples:
+
+```python
+>>> import torch
+>>> from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+>>> from mmgate.constrain import ModalityConstraint
+>>> from mmgate.restricted import RestrictedDecoder
+>>> from mmgate.tokenspace import TokenSpace
+>>> image = TokenSpace.from_dict({"vocab_size": 48, "special_tokens": {"<img_start>": 4, "<img_end>": 5},
+...     "ranges": {"IMAGE": [16, 40]}, "modalities": {"image": {"ranges": ["IMAGE"],
+...     "start_token": "<img_start>", "end_token": "<img_end>"}}}).modality("image")
+>>> _ = torch.manual_seed(0)
+>>> model = Qwen2ForCausalLM(Qwen2Config(vocab_size=48, hidden_size=16, intermediate_size=32,
+...     num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)).eval()
+>>> prompt = torch.tensor([[0, 7, 9, 4], [6, 8, 7, 4]])      # left-padded "... <img_start>"
+>>> mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
+>>> config = GenerationConfig(do_sample=False, max_new_tokens=5, eos_token_id=image.end_id, pad_token_id=0)
+>>> hf = model.generate(prompt, attention_mask=mask, generation_config=config,
+...                     logits_processor=[ModalityConstraint(image, span_start=4)])
+>>> decoder = RestrictedDecoder.for_model(model, config, ModalityConstraint(image, span_start=4))
+>>> torch.equal(decoder.generate(prompt, mask).sequences, hf)   # the same tokens, greedy
+True
+
+```
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from transformers import (GenerationConfig, LogitsProcessorList, MinPLogitsWarper, StoppingCriteriaList,
+                          TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+from .constrain import ModalityConstraint
+
+logger = logging.getLogger(__name__)
+
+# Causal LMs whose logits are exactly `lm_head(decoder(...).last_hidden_state)`: no soft-capping, no
+# logit scale, no extra projection between the body and the head.
+MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "olmo2"})
+# HF warpers that give the same probabilities over the allowed ids as over a vocabulary where every
+# other id is -inf (module docstring)
+WARPERS = (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper)
+
+# choose(scores [B, C] after the warpers, ids [C]) -> next token ids [B]
+Chooser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Unsupported(Exception):
+    """The restricted path cannot reproduce `generate` for this model or configuration (the message says why)."""
+
+
+@dataclass
+class RowHead:
+    """An output head `x @ W.T + b (+ LoRA: scale * x @ A.T @ B.T)` whose logits can be computed for a row range."""
+
+    weight: torch.Tensor  # [V, H]
+    bias: torch.Tensor | None  # [V]
+    lora: tuple[tuple[torch.Tensor, torch.Tensor, float], ...] = ()  # (A [r, H], B [V, r], scale) per active adapter
+
+    @classmethod
+    def of(cls, head: Any) -> "RowHead":
+        """Resolve a head module (a `nn.Linear`, a PEFT `modules_to_save` copy or an unmerged LoRA layer) or raise `Unsupported`."""
+        head = _active_module(head)
+        lora: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+        if hasattr(head, "lora_A") and hasattr(head, "base_layer"):  # peft.tuners.lora.Linear
+            if getattr(head, "merged", False) or getattr(head, "disable_adapters", False):
+                active: list[str] = []  # merged: the base weight holds the adapter; disabled: the base alone
+            else:
+                active = [a for a in head.active_adapters if a in head.lora_A]
+            for name in active:
+                if getattr(head, "use_dora", {}).get(name) or getattr(head, "lora_variant", {}).get(name) is not None:
+                    raise Unsupported(f"the output head has a LoRA variant ({type(head).__name__}, DoRA or similar)")
+                lora.append((head.lora_A[name].weight, head.lora_B[name].weight, float(head.scaling[name])))
+            head = head.base_layer
+        if type(head) is not torch.nn.Linear:
+            raise Unsupported(f"the output head is a {type(head).__name__}, not a plain Linear layer")
+        if head.weight.is_meta:
+            raise Unsupported("the output head's weights are offloaded (device_map)")
+        return cls(head.weight, head.bias, tuple(lora))
+
+    def logits(self, hidden: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
+        """Logits of ids `start:end` for hidden states `[B, H]` -> `[B, end - start]` (the head's dtype)."""
+        hidden = hidden.to(self.weight.device)
+        bias = None if self.bias is None else self.bias[start:end]
+        out = F.linear(hidden, self.weight[start:end], bias)
+        for a, b, scale in self.lora:
+            out = out + scale * F.linear(F.linear(hidden, a), b[start:end])
+        return out
+
+
+def _active_module(head: Any) -> Any:
+    """The module a PEFT `ModulesToSaveWrapper` forwards to (its trained copy, or the original when disabled)."""
+    if not hasattr(head, "modules_to_save") or not hasattr(head, "original_module"):
+        return head
+    active = list(getattr(head, "active_adapters", []))
+    if head.disable_adapters or not active or any(a not in head.modules_to_save for a in active):
+        return head.original_module
+    return head.modules_to_save[active[0]]
+
+
+@dataclass
+class RestrictedOutput:
+    sequences: torch.Tensor  # [B, width + steps]: prompt, new tokens, pad after a row's end (as `generate`)
+    removed_mass: list[torch.Tensor]  # one [B] float32 per step: mass the constraint removed, NaN where not measured
+
+
+class RestrictedDecoder:
+    """Decoding with the head restricted to the ids `constraint` allows; build with `for_model`."""
+
+    def __init__(self, body: Any, head: RowHead, constraint: ModalityConstraint, warpers: list[Any],
+                 config: GenerationConfig, removed_mass_every: int = 16):
+        self.body, self.head, self.constraint, self.warpers, self.config = body, head, constraint, warpers, config
+        m = constraint.modality
+        k = m.n_codebooks
+        # blocks of contiguous ids: one per codebook slot, and the end token; columns are kept in id order
+        self.blocks = [(r.start, r.end) for r in m.ranges] + [(m.end_id, m.end_id + 1)]
+        # state s (ModalityConstraint.state) allows: block s (s < K); block s-K and the end (K <= s < 2K); the end (2K)
+        self.allowed = torch.zeros(2 * k + 1, k + 1, dtype=torch.bool)  # [states, blocks]
+        for s in range(k):
+            self.allowed[s, s] = self.allowed[k + s, s] = self.allowed[k + s, k] = True
+        self.allowed[2 * k, k] = True
+        stride = max(1, int(removed_mass_every))
+        while math.gcd(stride, k) != 1:
+            stride += 1
+        self.measure_every = stride if constraint.track_removed_mass else 0
+        self._columns: dict[tuple[int, ...], torch.Tensor] = {}
+        self._blocks_of: dict[int, tuple[int, ...]] = {}
+        self._cache_kw = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+
+    @classmethod
+    def for_model(cls, model: Any, config: GenerationConfig, constraint: ModalityConstraint,
+                  removed_mass_every: int = 16) -> "RestrictedDecoder":
+        """The decoder for `model` generating with `config` and `constraint`, or `Unsupported` (with the reason)."""
+        from .loading import body_and_head
+
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        model_type = getattr(base.config, "model_type", None)
+        if model_type not in MODEL_TYPES:
+            raise Unsupported(f"architecture {model_type!r} is not one whose logits are lm_head(last hidden state) "
+                              f"(known: {', '.join(sorted(MODEL_TYPES))})")
+        if model.training:
+            raise Unsupported("the model is in training mode (dropout)")
+        if (config.num_beams or 1) > 1:
+            raise Unsupported(f"num_beams={config.num_beams}")
+        body, head = body_and_head(model)
+        row_head = RowHead.of(head)
+        return cls(body, row_head, constraint, _warpers(base, config, constraint), config, removed_mass_every)
+
+    def _step_columns(self, state: int | torch.Tensor) -> tuple[tuple[int, ...], torch.Tensor | None]:
+        """(blocks to compute, in id order; additive mask [B, C] or None) for one state, or one state per row."""
+        if isinstance(state, int):  # every row in one state: the common step, cached
+            if state not in self._blocks_of:
+                self._blocks_of[state] = self._order(self.allowed[state])
+            return self._blocks_of[state], None
+        per_row = self.allowed[state.cpu()]  # [B, blocks]
+        needed = self._order(per_row.any(0))
+        sizes = torch.tensor([self.blocks[b][1] - self.blocks[b][0] for b in needed])
+        keep = per_row[:, list(needed)].repeat_interleave(sizes, dim=1)  # [B, C]
+        return needed, torch.zeros(keep.shape).masked_fill_(~keep, float("-inf"))
+
+    def _order(self, used: torch.Tensor) -> tuple[int, ...]:
+        """Block numbers flagged in `used` [blocks], in id order (argmax ties then resolve as in `generate`)."""
+        return tuple(sorted((int(b) for b in used.nonzero().flatten()), key=lambda b: self.blocks[b][0]))
+
+    def _ids(self, blocks: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        if blocks not in self._columns:
+            self._columns[blocks] = torch.cat([torch.arange(*self.blocks[b]) for b in blocks]).to(device)
+        return self._columns[blocks]
+
+    def _restricted_scores(self, input_ids: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores [B, C] after the constraint and the warpers, ids [C]) over the allowed blocks only."""
+        blocks, mask = self._step_columns(self.constraint.state(input_ids))
+        logits = torch.cat([self.head.logits(hidden, *self.blocks[b]) for b in blocks], dim=-1).float()  # [B, C]
+        info = torch.finfo(logits.dtype)
+        scores = logits.clamp_(min=info.min / 1024, max=info.max)  # as ModalityConstraint: no allowed id left at -inf
+        if mask is not None:
+            scores = scores + mask.to(scores.device)
+        return self._warp(input_ids, scores), self._ids(blocks, scores.device)
+
+    def _warp(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for warper in self.warpers:
+            scores = warper(input_ids, scores)
+        return scores
+
+    def _choose(self, scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        if self.config.do_sample:
+            return ids[torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)]
+        return ids[scores.argmax(dim=-1)]
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 stopping_criteria: StoppingCriteriaList | None = None, choose: Chooser | None = None) -> RestrictedOutput:
+        """Decode from left-padded prompts `[B, L]` with their `attention_mask` `[B, L]`, until every row has
+        emitted the end token or met a stopping criterion, or `config.max_new_tokens` steps (as `generate`).
+        `choose` replaces sampling / argmax (tests use it to follow another decoder's draws)."""
+        from transformers import DynamicCache
+
+        choose = choose or self._choose
+        config, batch, width = self.config, input_ids.shape[0], input_ids.shape[1]
+        end_id, pad = self.constraint.modality.end_id, config.pad_token_id
+        pad = end_id if pad is None else int(pad)
+        max_length = width + int(config.max_new_tokens)
+        full_ids = torch.arange(self.head.weight.shape[0], device=input_ids.device)
+        cache = DynamicCache(config=getattr(self.body, "config", None))
+        position = (attention_mask.long().cumsum(-1) - 1).masked_fill_(attention_mask == 0, 0)  # [B, L], as generate
+        step_ids, removed = input_ids, []
+        unfinished = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
+        with torch.inference_mode():
+            while True:
+                out = self.body(input_ids=step_ids, attention_mask=attention_mask, position_ids=position,
+                                use_cache=True, **{self._cache_kw: cache})
+                hidden = out.last_hidden_state[:, -1]  # [B, H]
+                step = input_ids.shape[1] - width
+                if self.measure_every and step % self.measure_every == 0:
+                    scores = self.constraint(input_ids, self.head.logits(hidden).float())  # [B, V]; records the mass
+                    scores, ids = self._warp(input_ids, scores), full_ids
+                    removed.append(self.constraint.removed_mass[-1].float())
+                else:
+                    scores, ids = self._restricted_scores(input_ids, hidden)
+                    removed.append(torch.full((batch,), float("nan"), device=input_ids.device))
+                next_ids = choose(scores, ids).to(input_ids.device)  # [B]
+                next_ids = torch.where(unfinished, next_ids, torch.full_like(next_ids, pad))
+                input_ids = torch.cat([input_ids, next_ids[:, None]], dim=-1)
+                done = next_ids == end_id
+                if stopping_criteria is not None:
+                    done = done | stopping_criteria(input_ids, None).to(done.device)
+                unfinished = unfinished & ~done
+                if not bool(unfinished.any()) or input_ids.shape[1] >= max_length:
+                    break
+                step_ids = next_ids[:, None]
+                position = position[:, -1:] + 1
+                attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, 1))], dim=-1)
+        return RestrictedOutput(input_ids, removed)
+
+
+def _warpers(base: Any, config: GenerationConfig, constraint: ModalityConstraint) -> list[Any]:
+    """The processors `generate` would run after the constraint, from HF's own builder, with the checkpoint's
+    generation_config.json filling unset fields as it does; `Unsupported` if any cannot be restricted."""
+    try:
+        merged, _ = base._prepare_generation_config(config)
+        processors = base._get_logits_processor(merged, input_ids_seq_length=1,
+                                                 logits_processor=LogitsProcessorList([constraint]), device="cpu")
+    except Exception as error:  # internals of another transformers version: do not guess
+        raise Unsupported(f"could not list generate's logits processors ({type(error).__name__}: {error})") from error
+    if (merged.min_length or 0) > 0 or (merged.min_new_tokens or 0) > 0:
+        raise Unsupported(f"min_length={merged.min_length}, min_new_tokens={merged.min_new_tokens} (the constraint's "
+                          "min_length holds the end token instead)")
+    others = [p for p in processors if p is not constraint]
+    unknown = [type(p).__name__ for p in others if not isinstance(p, WARPERS)]
+    if unknown:
+        raise Unsupported(f"generate would also run {', '.join(unknown)}, which the restricted head does not reproduce")
+    if not processors or processors[0] is not constraint:
+        raise Unsupported("generate would run a warper before the constraint")
+    return others
