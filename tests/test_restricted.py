@@ -274,7 +274,7 @@ def test_generate_rows_gives_the_same_rows_with_and_without_the_restricted_head(
 
 def test_unreproducible_settings_fall_back_to_generate_with_one_log_line(demo, caplog):
     with caplog.at_level(logging.WARNING, logger="mmgate.generation"):
-        ours = generate_t2a(demo, repetition_penalty=1.3)
+        ours = generate_t2a(demo, repetition_penalty=1.3, restricted_head=True)
     reference = generate_t2a(demo, repetition_penalty=1.3, restricted_head=False)
     lines = [r.getMessage() for r in caplog.records if "falls back" in r.getMessage()]
     assert len(lines) == 1 and "RepetitionPenaltyLogitsProcessor" in lines[0]
