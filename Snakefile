@@ -12,6 +12,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/token_space.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/ablate.smk"
+include: "workflow/rules/blocks.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -15,6 +15,7 @@ benchmark times that call once and puts a stub `scontrol` first on PATH for the 
 numbers are the workflow's own (`--slurm-probe` keeps the real one).
 
     python benchmarks/dag_build.py [--counts 10 50 200] [--before 2a6c947] [--repeat 1] [--slurm-probe]
+                                   [--shards-per-job 16]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
-def layout(root: Path, n: int) -> Path:
+def layout(root: Path, n: int, shards_per_job: int = 1) -> Path:
     """N fake checkpoints, their passed P0.1 tables and a config; returns the config path."""
     demo = REPO / "resources" / "demo"
     if not (demo / "golden.parquet").exists():
@@ -58,6 +59,8 @@ def layout(root: Path, n: int) -> Path:
     })
     config["model"]["base"] = str(demo / "stage3_init")
     config["demo"]["build"] = False
+    if shards_per_job != 1:  # (a revision from before the setting would refuse the key)
+        config["sharding"]["shards_per_job"] = shards_per_job
     path = root / f"config-{n}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -80,6 +83,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--before", help="git revision to time as well (e.g. the commit before the change)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per point; the fastest is shown")
+    parser.add_argument("--shards-per-job", type=int, default=1, help="sharding.shards_per_job of the layout")
     parser.add_argument("--slurm-probe", action="store_true", help="keep the SLURM plugin's scontrol call in the times")
     args = parser.parse_args()
     version = subprocess.run([str(SNAKEMAKE), "--version"], capture_output=True, text=True).stdout.strip()
@@ -110,7 +114,7 @@ def main() -> None:
         print(f"{'checkpoints':>11} {'jobs':>6}{header}" + (f"{'before/now':>12}" if len(trees) > 1 else ""))
         for n in args.counts:
             root = tmp / f"layout-{n}"
-            config = layout(root, n)
+            config = layout(root, n, args.shards_per_job)
             times, jobs = {}, set()
             for name, tree in trees.items():
                 runs = [dry_run(tree, config, root / "run", env) for _ in range(args.repeat)]

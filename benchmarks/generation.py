@@ -9,6 +9,7 @@ steps (the constraint holds the end token to the budget). A per-step split of (b
 full head, softmax + sampling over the whole vocabulary, and the same over one codebook slot.
 
     python benchmarks/generation.py [--device cuda --dtype bfloat16] [--batch 16] [--steps 32] [--repeats 2] [--only qwen]
+                                    [--static-cache]
 """
 
 from __future__ import annotations
@@ -60,9 +61,11 @@ def timed_run(model, variant: str, audio, prompt: torch.Tensor, steps: int, devi
     """Tokens/s of one generation of `steps` new tokens per row."""
     batch, width = prompt.shape
     mask = torch.ones_like(prompt)
+    static = variant.endswith("_static")  # generation.static_cache: static KV cache (+ torch.compile on a GPU)
+    variant = variant.removesuffix("_static")
     config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0,
                               max_new_tokens=steps, min_new_tokens=0, num_beams=1, eos_token_id=audio.end_id,
-                              pad_token_id=0)
+                              pad_token_id=0, cache_implementation="static" if static else None)
     hold = torch.full((batch,), steps, device=device)
     constraint = ModalityConstraint(audio, width, min_length=hold, device=device, track_removed_mass=True)
     sync(device)
@@ -79,24 +82,25 @@ def timed_run(model, variant: str, audio, prompt: torch.Tensor, steps: int, devi
     return batch * steps / seconds
 
 
-def bench(name: str, model, audio, device: str, batch: int, steps: int, repeats: int) -> dict[str, float]:
+def bench(name: str, model, audio, device: str, batch: int, steps: int, repeats: int,
+          variants: tuple[str, ...] = VARIANTS) -> dict[str, float]:
     torch.manual_seed(0)
     prompt = torch.randint(4, 30, (batch, 8), device=device)
     prompt[:, -1] = audio.start_id
-    for variant in VARIANTS:  # warm-up
+    for variant in variants:  # warm-up (and, for a static cache on a GPU, the compile)
         timed_run(model, variant, audio, prompt, 4, device)
-    speeds: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    speeds: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(repeats):  # interleaved so that machine noise hits every variant alike
-        for variant in VARIANTS:
+        for variant in variants:
             speeds[variant].append(timed_run(model, variant, audio, prompt, steps, device))
     median = {v: statistics.median(s) for v, s in speeds.items()}
     vocab = model.get_output_embeddings().weight.shape[0] if not hasattr(model, "get_base_model") else \
         model.get_base_model().get_output_embeddings().weight.shape[0]
     print(f"\n{name}: vocab {vocab:,}, {audio.n_codebooks} x {audio.codebook_size} codes, batch {batch}, {steps} new "
           f"tokens, median of {repeats}")
-    print(f"  {'variant':<16} {'tok/s':>9} {'x hf_free':>10} {'x hf_constrained':>17}   spread")
-    for variant in VARIANTS:
-        print(f"  {variant:<16} {median[variant]:>9.1f} {median[variant] / median['hf_free']:>10.2f} "
+    print(f"  {'variant':<21} {'tok/s':>9} {'x hf_free':>10} {'x hf_constrained':>17}   spread")
+    for variant in variants:
+        print(f"  {variant:<21} {median[variant]:>9.1f} {median[variant] / median['hf_free']:>10.2f} "
               f"{median[variant] / median['hf_constrained']:>17.2f}   {min(speeds[variant]):.1f}-{max(speeds[variant]):.1f}")
     return median
 
@@ -141,7 +145,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=32, help="new tokens per row on the 0.5B-shaped model")
     parser.add_argument("--demo-steps", type=int, default=128, help="new tokens per row on the demo model")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--static-cache", action="store_true",
+                        help="also time generate with a static KV cache (generation.static_cache; compiled on a GPU)")
     args = parser.parse_args()
+    variants = VARIANTS + (("hf_free_static", "hf_constrained_static") if args.static_cache else ())
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     print(machine_line(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}, {args.dtype}"
@@ -151,13 +158,13 @@ def main() -> None:
         model, _ = load_model(DEMO / "checkpoints" / "good", base=str(DEMO / "stage3_init"), dtype=args.dtype,
                               device=args.device)
         bench("demo checkpoint (LoRA on a tiny Llama)", model, space.modality("audio"), args.device, args.batch,
-              args.demo_steps, args.repeats)
+              args.demo_steps, args.repeats, variants)
     if args.only == "demo":
         return
     space = qwen_like_space()
     model = qwen_05b_shaped(space.vocab_size).to(device=args.device, dtype=dtype).eval()
     audio = space.modality("audio")
-    bench("Qwen2-0.5B-shaped (random weights)", model, audio, args.device, args.batch, args.steps, args.repeats)
+    bench("Qwen2-0.5B-shaped (random weights)", model, audio, args.device, args.batch, args.steps, args.repeats, variants)
     per_step_split(model, audio, args.device, args.batch)
 
 

@@ -52,7 +52,8 @@ def zoo_run(request):
     """The demo and the fault zoo, every stage of every checkpoint, in the demo's working directory,
     on the first TEST_PER_TASK golden examples per task (and `gates.min_n` set to that): what
     `snakemake --configfile config/config.yaml config/examples/fault-zoo.yaml` does, at an eighth of
-    the samples so that the suite stays quick. MMGATE_TEST_ZOO_RUN=<dir> reuses such a finished run
+    the samples so that the suite stays quick, each checkpoint's 8 model shards in one job
+    (sharding.shards_per_job; the walkthrough and the cluster's incremental tests run one per shard). MMGATE_TEST_ZOO_RUN=<dir> reuses such a finished run
     (made by this fixture) while working on the tests that read it."""
     import os
 
@@ -62,7 +63,7 @@ def zoo_run(request):
     golden = golden_subset(demo_workdir / "resources/demo/golden.parquet", demo_workdir / "golden-test.parquet", TEST_PER_TASK)
     overrides = demo_workdir / "test-overrides.yaml"
     overrides.write_text(json.dumps({"golden_set": str(golden), "gates": {"min_n": TEST_PER_TASK},
-                                     "sharding": {"samples_per_shard": TEST_PER_TASK}}))
+                                     "sharding": {"samples_per_shard": TEST_PER_TASK, "shards_per_job": 8}}))
     proc = snakemake("--cores", "2", "-d", str(demo_workdir), "--configfile", str(CONFIG), str(ZOO_CONFIG), str(overrides))
     (demo_workdir / "snakemake.stderr").write_text(proc.stderr)  # what the run printed last, for the tests
     return demo_workdir
@@ -142,3 +143,42 @@ def mini_demo(tmp_path_factory):
     tokenizer.save_pretrained(root / "ckpt")
     (root / "ckpt" / "token_space.sha256").write_text(f"{space.sha256}  token_space.json\n")
     return {"root": root, "space": space, "tokenizer": tokenizer, "stage3": root / "stage3", "ckpt": root / "ckpt"}
+
+
+@pytest.fixture
+def user_config(mini_demo, tmp_path):
+    """A user's own config (not the demo's): one checkpoint `mine`, a small golden set, no demo."""
+    import yaml
+
+    from mmgate import demo
+    from mmgate.io import write_parquet
+
+    golden = demo.golden_frame(demo.SyntheticWorld(mini_demo["space"], seed=0), 8, seed=1)
+    write_parquet(golden, tmp_path / "golden.parquet", {})
+    bundled = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = {"token_space": str(mini_demo["root"] / "token_space.json"), "golden_set": str(tmp_path / "golden.parquet"),
+              "checkpoints": {"mine": str(mini_demo["ckpt"])}, "completion_marker": None,
+              "stage2": {"shards": []}, "stage3_init": None, "model": {"base": str(mini_demo["stage3"]), "dtype": "float32"},
+              "templates": bundled["templates"], "decoders": bundled["decoders"]}
+
+    def write(**changes):
+        path = tmp_path / "mine.yaml"
+        path.write_text(yaml.safe_dump({**config, **changes}))
+        return path
+
+    return write
+
+
+def stage2_shard(mini_demo, path):
+    """A Stage-2 shard tokenized with the mini demo's tokenizer, so that its checkpoint passes P0.1."""
+    import numpy as np
+
+    from mmgate import demo
+    from mmgate.templates import PromptTemplate
+
+    space, tokenizer = mini_demo["space"], mini_demo["tokenizer"]
+    world, rng = demo.SyntheticWorld(space, seed=0), np.random.default_rng(0)
+    templates = {t: PromptTemplate(s, tokenizer, space.special_tokens, name=t) for t, s in demo.DEFAULT_TEMPLATES.items()}
+    examples = [world.sample(task, rng) for task in ("t2a", "t2i", "a2t", "i2t")]
+    demo.write_stage2_shard(path, examples, templates, tokenizer, space, space.sha256, 0, "s2")
+    return str(path)

@@ -76,8 +76,11 @@ def test_demo_through_real_sbatch_jobs_requests_gpus_and_matches_a_local_run(dem
         print(f"SKIPPED: {reason}")
         pytest.skip(reason)
     # the built demo data, `good` on 16 examples per task: every stage runs as a SLURM job (verdicts
-    # are the fault zoo's business; this is about jobs, their resources and their outputs)
-    config = data_config(tmp_path, demo_workdir, per_task=PER_SHARD, checkpoints={"good": str(tmp_path / "data/checkpoints/good")})
+    # are the fault zoo's business; this is about jobs, their resources and their outputs), the GPU
+    # shards in blocks of 8 (sharding.shards_per_job), as a cluster user loading a large model would
+    good_only = {"checkpoints": {"good": str(tmp_path / "data/checkpoints/good")}}
+    config = data_config(tmp_path, demo_workdir, per_task=PER_SHARD, **good_only,
+                         sharding={"samples_per_shard": PER_SHARD, "shards_per_job": 8})
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     # the plugin's status polling hangs on some failures; SIGINT (not SIGTERM) stops it
     cmd = ["timeout", "-s", "INT", "-k", "30", "2400", str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
@@ -91,20 +94,26 @@ def test_demo_through_real_sbatch_jobs_requests_gpus_and_matches_a_local_run(dem
         job_id, tres, state, submit = line.split("|", 3)
         rule = re.search(r"--comment rule_(\w+?)(?:_wildcards_\S*)?(?:\s|$)", submit)
         by_rule.setdefault(rule.group(1) if rule else "?", []).append((tres, state, submit))
-    assert {"token_space_stage2", "token_space", "generate", "decode", "fingerprint", "ablate", "ablation_summary",
+    assert {"token_space_stage2", "token_space", "lm_block", "decode_block", "fingerprint", "ablation_summary",
             "report", "trend"} <= set(by_rule), jobs
-    assert len(by_rule["generate"]) == 4 and len(by_rule["ablate"]) == 4  # 2 tasks x 2 modes; 4 tasks, one shard each
-    for rule in ("generate", "ablate", "decode"):
+    # 8 model shards (2 tasks x 2 modes generate, 4 tasks ablate, one shard each): one job, one model load;
+    # the one-shard rules only move files into place, on the submitting host
+    assert len(by_rule["lm_block"]) == 1 and len(by_rule["decode_block"]) == 1, jobs
+    assert not {"generate", "ablate", "decode"} & set(by_rule), jobs
+    for rule in ("lm_block", "decode_block"):
         for tres, state, submit in by_rule[rule]:
             assert "gres/gpu=1" in tres and "--gpus=fake:1" in submit and state == "COMPLETED", (tres, submit)
+    assert "for 8 shard(s)" in (tmp_path / "logs/blocks/good/lm-000.log").read_text()
+    assert not list((tmp_path / "results").glob("blocks/ckpt=good/*"))  # temporary: gone once moved into place
     for tres, state, submit in by_rule["token_space"]:
         assert "gres/gpu" not in tres and "-A mmgate" in submit and state == "COMPLETED"
     good = json.loads((tmp_path / "results/report/ckpt=good/gates.json").read_text())
     assert all(g["verdict"] in ("PASS", "WARN") for g in good["gates"] if g["gate"].startswith("P0")), good["gates"]
-    # the same tokens and losses as a local run of the same config
+    # the same tokens and losses as a local run of the same config, one job per shard
     targets = ["results/generate/ckpt=good/task=t2a/mode=constrained/part-000.parquet",
                "results/ablate/ckpt=good/task=a2t/part-000.parquet"]
     local = tmp_path / "local"
+    config = data_config(tmp_path, demo_workdir, per_task=PER_SHARD, **good_only)
     snakemake(*targets, "--cores", "2", "-d", str(local), "--configfile", str(config))
     for target in targets:
         ours, theirs = read_parquet(tmp_path / target), read_parquet(local / target)

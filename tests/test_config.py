@@ -53,6 +53,25 @@ def test_bad_value_names_its_key_path():
         validate_config(config)
 
 
+def test_nested_values_from_the_command_line_are_read_as_the_schema_types():
+    """`--config sharding={shards_per_job: 4}` (or a profile's `config:`) hands Snakemake strings."""
+    config = demo_config()
+    config["sharding"] = {"samples_per_shard": "64", "shards_per_job": "4"}
+    config["generation"].update({"temperature": "0.7", "restricted_head": "false", "samples_per_task": "null"})
+    config["templates"]["t2a"] = "{bos}42<aud_start>"
+    valid = validate_config(config)
+    assert valid["sharding"] == {"samples_per_shard": 64, "shards_per_job": 4}
+    assert (valid["generation"]["temperature"], valid["generation"]["restricted_head"]) == (0.7, False)
+    assert valid["generation"]["samples_per_task"] is None and valid["templates"]["t2a"] == "{bos}42<aud_start>"
+
+
+def test_a_string_that_is_not_the_schema_type_is_still_an_error():
+    config = demo_config()
+    config["sharding"]["shards_per_job"] = "four"
+    with pytest.raises(ConfigError, match="sharding.shards_per_job: 'four' is not of type 'integer'"):
+        validate_config(config)
+
+
 def make_ckpt(root: Path, name: str, complete: bool) -> Path:
     path = root / name
     path.mkdir(parents=True)

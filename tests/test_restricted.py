@@ -272,6 +272,22 @@ def test_generate_rows_gives_the_same_rows_with_and_without_the_restricted_head(
         assert (ours[column] - reference[column]).abs().max() < 1e-5
 
 
+def test_a_static_kv_cache_generates_the_tokens_the_dynamic_cache_does(demo, monkeypatch):
+    """generation.static_cache (on a GPU transformers also compiles the forward pass for it)."""
+    from transformers import cache_utils
+
+    made = []
+    init = cache_utils.StaticCache.__init__
+    monkeypatch.setattr(cache_utils.StaticCache, "__init__", lambda self, *a, **k: made.append(1) or init(self, *a, **k))
+    static = generate_t2a(demo, do_sample=False, restricted_head=False, static_cache=True)
+    assert made, "generate did not use a static cache"
+    made.clear()
+    dynamic = generate_t2a(demo, do_sample=False, restricted_head=False, static_cache=False)
+    assert not made
+    assert static["generated_ids"].map(tuple).tolist() == dynamic["generated_ids"].map(tuple).tolist()
+    assert (static["removed_mass_mean"] - dynamic["removed_mass_mean"]).abs().max() < 1e-5
+
+
 def test_unreproducible_settings_fall_back_to_generate_with_one_log_line(demo, caplog):
     with caplog.at_level(logging.WARNING, logger="mmgate.generation"):
         ours = generate_t2a(demo, repetition_penalty=1.3, restricted_head=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import BIN, REPO, TEST_PER_TASK, snakemake
+from conftest import BIN, REPO, TEST_PER_TASK, snakemake, stage2_shard
 
 from mmgate.io import read_parquet, read_provenance, write_parquet
 
@@ -307,27 +307,6 @@ def test_snakemake_report_includes_the_gate_reports(reported):
     assert "mmgate verifies checkpoints" in zipfile.ZipFile(out).read(index).decode()
 
 
-@pytest.fixture
-def user_config(mini_demo, tmp_path):
-    """A user's own config (not the demo's): one checkpoint `mine`, a small golden set, no demo."""
-    from mmgate import demo
-
-    golden = demo.golden_frame(demo.SyntheticWorld(mini_demo["space"], seed=0), 8, seed=1)
-    write_parquet(golden, tmp_path / "golden.parquet", {})
-    bundled = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config = {"token_space": str(mini_demo["root"] / "token_space.json"), "golden_set": str(tmp_path / "golden.parquet"),
-              "checkpoints": {"mine": str(mini_demo["ckpt"])}, "completion_marker": None,
-              "stage2": {"shards": []}, "stage3_init": None, "model": {"base": str(mini_demo["stage3"]), "dtype": "float32"},
-              "templates": bundled["templates"], "decoders": bundled["decoders"]}
-
-    def write(**changes):
-        path = tmp_path / "mine.yaml"
-        path.write_text(yaml.safe_dump({**config, **changes}))
-        return path
-
-    return write
-
-
 def test_a_user_configfile_replaces_the_demo_config(user_config, tmp_path):
     proc = snakemake("-n", "-d", str(tmp_path / "run"), "--configfile", str(user_config()))
     counts = job_counts(proc.stdout)
@@ -376,21 +355,6 @@ def test_jobs_use_the_library_of_the_workflow_that_launched_them(user_config, tm
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(other.parent)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert read_parquet(tmp_path / "run/results/token_space/ckpt=mine/check.parquet")["match"].any()
-
-
-def stage2_shard(mini_demo, path):
-    """A Stage-2 shard tokenized with the mini demo's tokenizer, so that its checkpoint passes P0.1."""
-    import numpy as np
-
-    from mmgate import demo
-    from mmgate.templates import PromptTemplate
-
-    space, tokenizer = mini_demo["space"], mini_demo["tokenizer"]
-    world, rng = demo.SyntheticWorld(space, seed=0), np.random.default_rng(0)
-    templates = {t: PromptTemplate(s, tokenizer, space.special_tokens, name=t) for t, s in demo.DEFAULT_TEMPLATES.items()}
-    examples = [world.sample(task, rng) for task in ("t2a", "t2i", "a2t", "i2t")]
-    demo.write_stage2_shard(path, examples, templates, tokenizer, space, space.sha256, 0, "s2")
-    return str(path)
 
 
 def test_generation_is_planned_over_its_subset_and_ablation_over_every_row(user_config, mini_demo, tmp_path):

@@ -246,8 +246,10 @@ class AblationSettings(FromConfig):
     bootstrap_reps: int = 2000
 
 
-def ablate_shard(job: "ShardJob", settings: AblationSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Score every condition for the job's shard; returns (long-form rows, parquet metadata).
+def ablate_shard(job: "ShardJob", settings: AblationSettings,
+                 loaded: tuple[Any, Any, str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Score every condition for the job's shard with `loaded` (model, tokenizer, device), else load
+    the checkpoint; returns (long-form rows, parquet metadata).
 
     The conditions are built over the task's whole golden set (the shuffle draws partners from all
     of it, so a sample's shuffled prompt does not depend on how the set is sharded), then cut to the shard.
@@ -256,7 +258,7 @@ def ablate_shard(job: "ShardJob", settings: AblationSettings) -> tuple[pd.DataFr
 
     from .loading import pad_id
 
-    model, tokenizer, template, device = job.load()
+    model, tokenizer, template, device = job.load(loaded)
     rows = job.task_rows
     everything = build_conditions(rows, job.task, template, tokenizer, job.space, settings.seed, settings.neutral_prompt)
     wanted = set(job.rows["sample_id"])

@@ -28,12 +28,38 @@ def _fill_defaults(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
             _fill_defaults(config[key], sub)
 
 
+_SCALARS = {"integer": int, "number": (int, float), "boolean": bool}
+
+
+def _typed_strings(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Read '4' as 4 where the schema wants a number (or 'true' where a boolean): Snakemake's
+    `--config key={nested: 4}` (and a profile's `config:`) hands nested values over as strings."""
+    for key, sub in schema.get("properties", {}).items():
+        value = config.get(key)
+        if isinstance(value, dict):
+            _typed_strings(value, sub)
+        elif isinstance(value, str):
+            types = sub.get("type")
+            types = [types] if isinstance(types, str) else list(types or [])
+            if "string" in types or not any(t in _SCALARS for t in types):
+                continue
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                continue
+            if (parsed is None and "null" in types) or any(
+                    isinstance(parsed, _SCALARS[t]) and (t == "boolean") == isinstance(parsed, bool)
+                    for t in types if t in _SCALARS):
+                config[key] = parsed
+
+
 def validate_config(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_PATH, source: str = "config.yaml") -> dict[str, Any]:
     """Validate and return a copy with schema defaults filled in; raise ConfigError naming every bad key."""
     import jsonschema
 
     schema = yaml.safe_load(Path(schema_path).read_text())
     config = copy.deepcopy(dict(config))
+    _typed_strings(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:

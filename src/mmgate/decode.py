@@ -146,12 +146,13 @@ def _check_and_write(row: Any, output: Any, modality: Modality, decoder: Any, fi
 
 
 def decode_shard(job: "ShardJob", generated: pd.DataFrame, decoder_config: dict[str, Any], output: Path,
-                 device: str = "cpu", batch_size: int = 16) -> pd.DataFrame:
-    """Decode one generation shard; files go to a folder named like the parquet without `.parquet`."""
+                 device: str = "cpu", batch_size: int = 16, decoder: Any = None) -> pd.DataFrame:
+    """Decode one generation shard with `decoder` (else one built from `decoder_config`); files go
+    to a folder named like the parquet without `.parquet`."""
     from .decoders import build_decoder
 
     modality = job.modality
-    decoder = build_decoder(modality.kind, decoder_config, device)
+    decoder = decoder or build_decoder(modality.kind, decoder_config, device)
     if modality.kind == "audio" and getattr(decoder, "n_codebooks", modality.n_codebooks) != modality.n_codebooks:
         from .errors import ConfigError
 

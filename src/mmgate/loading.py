@@ -115,15 +115,23 @@ def pad_id(tokenizer: Any, fallback: int) -> int:
     return int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else int(fallback)
 
 
-def load_for_task(ckpt: str | Path, model_config: dict[str, Any], special_ids: dict[str, int], task: str,
-                  template_text: str) -> tuple[Any, Any, Any, str]:
-    """(model, tokenizer, the task's PromptTemplate, device) from the config's `model:` section."""
-    from .templates import PromptTemplate
-
+def load_configured(ckpt: str | Path, model_config: dict[str, Any]) -> tuple[Any, Any, str]:
+    """(model, tokenizer, device) from the config's `model:` section: what one job loads once and
+    every shard it runs shares (a block of `sharding.shards_per_job` shards)."""
     device = resolve_device(model_config.get("device", "auto"))
     model, tokenizer = load_model(ckpt, model_config.get("base"), model_config["dtype"], device,
                                   model_config.get("trust_remote_code", False), model_config.get("device_map"),
                                   model_config.get("merge_adapter", False))
     if model_config.get("device_map"):
         device = str(model.get_input_embeddings().weight.device)
+    return model, tokenizer, device
+
+
+def load_for_task(ckpt: str | Path, model_config: dict[str, Any], special_ids: dict[str, int], task: str,
+                  template_text: str, loaded: tuple[Any, Any, str] | None = None) -> tuple[Any, Any, Any, str]:
+    """(model, tokenizer, the task's PromptTemplate, device); `loaded` is a (model, tokenizer, device)
+    that `load_configured` already gave, else the checkpoint is loaded here."""
+    from .templates import PromptTemplate
+
+    model, tokenizer, device = loaded or load_configured(ckpt, model_config)
     return model, tokenizer, PromptTemplate(template_text, tokenizer, special_ids, name=f"templates.{task}"), device

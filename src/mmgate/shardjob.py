@@ -15,7 +15,7 @@ Example (outside Snakemake, e.g. in a notebook):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,9 @@ class ShardJob:
         return cls(space=space, golden=load_golden(golden, space), **fields)
 
     @classmethod
-    def from_snakemake(cls, smk: Any) -> "ShardJob":
-        """From a generate, ablate or decode job: refuses to run when its checkpoint failed P0.1."""
+    def from_snakemake(cls, smk: Any, task: str | None = None, shard: int | None = None) -> "ShardJob":
+        """From a generate, ablate or decode job (a block job names the `task` and `shard` its
+        wildcards do not): refuses to run when its checkpoint failed P0.1."""
         from .tokencheck import require_p01
 
         check = getattr(smk.input, "check", [])  # present only when P0.1 failed
@@ -58,8 +59,8 @@ class ShardJob:
         return cls.from_files(
             smk.input.token_space, smk.input.golden, getattr(params, "task_modalities", None),
             checkpoint=wildcards.ckpt,
-            task=getattr(wildcards, "write_task", None) or wildcards.task,
-            shard=int(wildcards.shard),
+            task=task or getattr(wildcards, "write_task", None) or wildcards.task,
+            shard=int(wildcards.shard) if shard is None else shard,
             samples_per_shard=int(params.samples_per_shard),
             ckpt_dir=getattr(params, "ckpt_dir", None),
             template_text=getattr(params, "template", None),
@@ -83,13 +84,28 @@ class ShardJob:
         return task_shard(self.golden, self.task, self.shard, self.samples_per_shard,
                           self.samples_per_task).reset_index(drop=True)
 
-    def load(self) -> tuple[Any, Any, Any, str]:
-        """(model, tokenizer, the task's PromptTemplate, device), loaded exactly as trained."""
+    def load(self, loaded: tuple[Any, Any, str] | None = None) -> tuple[Any, Any, Any, str]:
+        """(model, tokenizer, the task's PromptTemplate, device), loaded exactly as trained; `loaded`
+        is the (model, tokenizer, device) of `load_model()` that a block of shards shares."""
         from .loading import load_for_task
 
         if self.ckpt_dir is None or self.template_text is None:
             raise ValueError("this ShardJob has no checkpoint directory or template to load a model from")
-        return load_for_task(self.ckpt_dir, self.model_config, self.space.special_tokens, self.task, self.template_text)
+        return load_for_task(self.ckpt_dir, self.model_config, self.space.special_tokens, self.task, self.template_text,
+                             loaded)
+
+    def load_model(self) -> tuple[Any, Any, str]:
+        """(model, tokenizer, device): the checkpoint alone, for several shards (tasks) to share."""
+        from .loading import load_configured
+
+        if self.ckpt_dir is None:
+            raise ValueError("this ShardJob has no checkpoint directory to load a model from")
+        return load_configured(self.ckpt_dir, self.model_config)
+
+    def for_shard(self, task: str, shard: int, template_text: str | None = None,
+                  samples_per_task: int | None = None) -> "ShardJob":
+        """The same checkpoint, golden set and settings, for another shard (of another task)."""
+        return replace(self, task=task, shard=shard, template_text=template_text, samples_per_task=samples_per_task)
 
     def model_meta(self, device: Any) -> dict[str, Any]:
         """What a model-running job records about where its numbers came from."""

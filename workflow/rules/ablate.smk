@@ -1,33 +1,50 @@
 # Teacher-forced prompt ablation (P0.4) and read-side modality ablation (P1.2).
 
 
-rule ablate:
-    """Teacher-forced losses of one shard: correct vs ablated prompts (T2A/T2I) or modality tokens (A2T/I2T)."""
-    input:
-        check=p01_gate,
-        token_space=config["token_space"],
-        golden=config["golden_set"],
-        marker=ckpt_marker,
-    output:
-        "results/ablate/ckpt={ckpt}/task={task}/part-{shard}.parquet",
-    log:
-        "logs/ablate/{ckpt}/{task}/part-{shard}.log",
-    conda:
-        ENV
-    threads: 2
-    resources:
-        gpu=config["model"]["gpus"],
-        mem_mb=16000,
-        runtime=lambda wildcards, attempt: 60 * attempt,
-    params:
-        ckpt_dir=ckpt_dir,
-        template=lambda wildcards: config["templates"][wildcards.task],
-        model=config["model"],
-        task_modalities=config["task_modalities"],
-        settings=config["ablation"],
-        samples_per_shard=config["sharding"]["samples_per_shard"],
-    script:
-        "../scripts/ablate.py"
+if SHARDS_PER_JOB == 1:
+
+    rule ablate:
+        """Teacher-forced losses of one shard: correct vs ablated prompts (T2A/T2I) or modality tokens (A2T/I2T)."""
+        input:
+            check=p01_gate,
+            token_space=config["token_space"],
+            golden=config["golden_set"],
+            marker=ckpt_marker,
+        output:
+            ABLATED,
+        log:
+            "logs/ablate/{ckpt}/{task}/part-{shard}.log",
+        conda:
+            ENV
+        threads: 2
+        resources:
+            gpu=config["model"]["gpus"],
+            mem_mb=16000,
+            runtime=lambda wildcards, attempt: 60 * attempt,
+        params:
+            **ABLATE_PARAMS,
+        script:
+            "../scripts/ablate.py"
+
+else:
+
+    rule ablate:
+        """Move one ablation shard from the lm_block job that scored it into place."""
+        input:
+            block=block_of("lm", "ablate"),
+        output:
+            ABLATED,
+        log:
+            "logs/ablate/{ckpt}/{task}/part-{shard}.log",
+        localrule: True
+        conda:
+            ENV
+        params:
+            **ABLATE_PARAMS,  # a changed setting reruns the block
+            source=in_block("ablate"),
+        shell:
+            MOVE_INTO_PLACE + "move {params.source:q} {output:q} "
+            '&& echo "made by {input.block}, moved into place" > {log:q}'
 
 
 rule ablation_summary:

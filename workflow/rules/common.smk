@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 import math
 import sys
@@ -12,6 +13,14 @@ min_version("9.0")
 # through workflow/scripts/_srcpath.py), so an installed mmgate is not required.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from mmgate.blocks import (
+    MOVE_FUNCTION,
+    Unit,
+    block_index,
+    blocks,
+    decode_units,
+    lm_units,
+)
 from mmgate.checkpoints import discover_checkpoints
 from mmgate.cli import end_of_run
 from mmgate.config import expand_paths, read_yaml, validate_config
@@ -51,6 +60,7 @@ wildcard_constraints:
     write_task="|".join(WRITE_TASKS),
     mode="|".join(MODES),
     shard="[0-9]{3}",
+    block="[0-9]{3}",
 
 
 def _made_by_demo(path):
@@ -192,6 +202,124 @@ def shards(task, generation=False):
 
 
 _check_inputs()
+
+
+# ------------------------------------------------------------ several shards per GPU job
+
+SHARDS_PER_JOB = config["sharding"]["shards_per_job"]
+
+
+def _tasks_shards(generation):
+    return {task: shards(task, generation) for task in TASKS if n_samples(task)}
+
+
+def block_plan(stage):
+    """The blocks of `stage` (lm: generate + ablate; decode), the same for every checkpoint."""
+    golden = Path(config["golden_set"])
+    return _block_plan(stage, golden.stat().st_mtime_ns if golden.exists() else None)
+
+
+@functools.lru_cache
+def _block_plan(stage, golden_mtime):
+    generated = {t: s for t, s in _tasks_shards(True).items() if t in WRITE_TASKS}
+    units = (
+        lm_units(_tasks_shards(False), generated)
+        if stage == "lm"
+        else decode_units(generated)
+    )
+    return blocks(units, SHARDS_PER_JOB)
+
+
+def block_folder(stage, wildcards, index):
+    return f"results/blocks/ckpt={wildcards.ckpt}/{stage}-{index:03d}"
+
+
+def block_of(stage, unit_stage):
+    """Input function of a one-shard job when blocks run the work (the block holding its shard)."""
+
+    def folder(wildcards):
+        unit = shard_unit(unit_stage, wildcards)
+        return block_folder(stage, wildcards, block_index(block_plan(stage), unit))
+
+    return folder
+
+
+def block_runtime(stage, minutes):
+    """A one-shard job's `minutes` times the block's shards, growing with each attempt."""
+
+    def runtime(wildcards, attempt):
+        return minutes * attempt * len(block_plan(stage)[int(wildcards.block)])
+
+    return runtime
+
+
+def block_units(stage):
+    """Params of a block job: its units as dicts (a changed plan is a changed param)."""
+    return lambda wildcards: [
+        dataclasses.asdict(u) for u in block_plan(stage)[int(wildcards.block)]
+    ]
+
+
+GENERATED = (
+    "results/generate/ckpt={ckpt}/task={write_task}/mode={mode}/part-{shard}.parquet"
+)
+CONSTRAINED = "results/generate/ckpt={ckpt}/task={write_task}/mode=constrained/part-{shard}.parquet"
+DECODED = dict(
+    table="results/decode/ckpt={ckpt}/task={write_task}/part-{shard}.parquet",
+    files=directory("results/decode/ckpt={ckpt}/task={write_task}/part-{shard}"),
+)
+ABLATED = "results/ablate/ckpt={ckpt}/task={task}/part-{shard}.parquet"
+
+# Shared by the one-shard rules whether they run the work or move a block's shard into place:
+# a changed setting is a changed param either way, and reruns the work.
+GENERATE_PARAMS = dict(
+    ckpt_dir=ckpt_dir,
+    template=lambda wildcards: config["templates"][wildcards.write_task],
+    model=config["model"],
+    task_modalities=config["task_modalities"],
+    settings=config["generation"],
+    samples_per_shard=config["sharding"]["samples_per_shard"],
+    samples_per_task=config["generation"]["samples_per_task"],
+)
+ABLATE_PARAMS = dict(
+    ckpt_dir=ckpt_dir,
+    template=lambda wildcards: config["templates"][wildcards.task],
+    model=config["model"],
+    task_modalities=config["task_modalities"],
+    settings=config["ablation"],
+    samples_per_shard=config["sharding"]["samples_per_shard"],
+)
+DECODE_PARAMS = dict(
+    decoders=config["decoders"],
+    task_modalities=config["task_modalities"],
+    device=config["model"]["device"],
+    samples_per_shard=config["sharding"]["samples_per_shard"],
+    samples_per_task=config["generation"]["samples_per_task"],
+)
+
+
+def shard_unit(stage, wildcards):
+    task = getattr(wildcards, "write_task", None) or wildcards.task
+    return Unit(stage, task, wildcards.shard, getattr(wildcards, "mode", None))
+
+
+def block_inputs(wildcards):
+    """A decode block's inputs: the constrained generation shards it decodes."""
+    return [
+        CONSTRAINED.format(ckpt=wildcards.ckpt, write_task=u.task, shard=u.shard)
+        for u in block_plan("decode")[int(wildcards.block)]
+    ]
+
+
+def in_block(stage):
+    """Param of a one-shard rule when blocks run the work: where its block wrote the shard."""
+    return lambda wildcards, input: str(
+        shard_unit(stage, wildcards).in_block(input.block)
+    )
+
+
+# `move SOURCE TARGET` in bash (mmgate.blocks.MOVE_FUNCTION), braces escaped for Snakemake's shell:
+MOVE_INTO_PLACE = MOVE_FUNCTION.replace("{", "{{").replace("}", "}}")
 
 
 def token_space_targets():

@@ -1,62 +1,93 @@
 # Generation (P0.2, P1.1), decoding of the constrained run (P0.3) and fingerprints (P1.3).
+# With sharding.shards_per_job > 1, lm_block and decode_block jobs (blocks.smk) run the shards and
+# the one-shard rules below only move each finished shard into place.
 
 
-rule generate:
-    """Generate one shard of T2A/T2I outputs, free or constrained to the modality (P0.2, P1.1)."""
-    input:
-        check=p01_gate,
-        token_space=config["token_space"],
-        golden=config["golden_set"],
-        marker=ckpt_marker,
-    output:
-        "results/generate/ckpt={ckpt}/task={write_task}/mode={mode}/part-{shard}.parquet",
-    log:
-        "logs/generate/{ckpt}/{write_task}/{mode}/part-{shard}.log",
-    conda:
-        ENV
-    threads: 2
-    resources:
-        gpu=config["model"]["gpus"],
-        mem_mb=16000,
-        runtime=lambda wildcards, attempt: 60 * attempt,
-    params:
-        ckpt_dir=ckpt_dir,
-        template=lambda wildcards: config["templates"][wildcards.write_task],
-        model=config["model"],
-        task_modalities=config["task_modalities"],
-        settings=config["generation"],
-        samples_per_shard=config["sharding"]["samples_per_shard"],
-        samples_per_task=config["generation"]["samples_per_task"],
-    script:
-        "../scripts/generate.py"
+if SHARDS_PER_JOB == 1:
 
+    rule generate:
+        """Generate one shard of T2A/T2I outputs, free or constrained to the modality (P0.2, P1.1)."""
+        input:
+            check=p01_gate,
+            token_space=config["token_space"],
+            golden=config["golden_set"],
+            marker=ckpt_marker,
+        output:
+            GENERATED,
+        log:
+            "logs/generate/{ckpt}/{write_task}/{mode}/part-{shard}.log",
+        conda:
+            ENV
+        threads: 2
+        resources:
+            gpu=config["model"]["gpus"],
+            mem_mb=16000,
+            runtime=lambda wildcards, attempt: 60 * attempt,
+        params:
+            **GENERATE_PARAMS,
+        script:
+            "../scripts/generate.py"
 
-rule decode:
-    """Decode one shard's constrained generations to waveforms or pixels (P0.3)."""
-    input:
-        generated="results/generate/ckpt={ckpt}/task={write_task}/mode=constrained/part-{shard}.parquet",
-        token_space=config["token_space"],
-        golden=config["golden_set"],
-    output:
-        table="results/decode/ckpt={ckpt}/task={write_task}/part-{shard}.parquet",
-        files=directory("results/decode/ckpt={ckpt}/task={write_task}/part-{shard}"),
-    log:
-        "logs/decode/{ckpt}/{write_task}/part-{shard}.log",
-    conda:
-        ENV
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=lambda wildcards, attempt: 30 * attempt,
-    params:
-        decoders=config["decoders"],
-        task_modalities=config["task_modalities"],
-        device=config["model"]["device"],
-        samples_per_shard=config["sharding"]["samples_per_shard"],
-        samples_per_task=config["generation"]["samples_per_task"],
-    script:
-        "../scripts/decode.py"
+    rule decode:
+        """Decode one shard's constrained generations to waveforms or pixels (P0.3)."""
+        input:
+            generated=CONSTRAINED,
+            token_space=config["token_space"],
+            golden=config["golden_set"],
+        output:
+            **DECODED,
+        log:
+            "logs/decode/{ckpt}/{write_task}/part-{shard}.log",
+        conda:
+            ENV
+        threads: 2
+        resources:
+            gpu=1,
+            mem_mb=8000,
+            runtime=lambda wildcards, attempt: 30 * attempt,
+        params:
+            **DECODE_PARAMS,
+        script:
+            "../scripts/decode.py"
+
+else:
+
+    rule generate:
+        """Move one generated shard from the lm_block job that made it into place."""
+        input:
+            block=block_of("lm", "generate"),
+        output:
+            GENERATED,
+        log:
+            "logs/generate/{ckpt}/{write_task}/{mode}/part-{shard}.log",
+        localrule: True
+        conda:
+            ENV
+        params:
+            **GENERATE_PARAMS,  # a changed setting reruns the block
+            source=in_block("generate"),
+        shell:
+            MOVE_INTO_PLACE + "move {params.source:q} {output:q} "
+            '&& echo "made by {input.block}, moved into place" > {log:q}'
+
+    rule decode:
+        """Move one decoded shard (table and files) from the decode_block job that made it into place."""
+        input:
+            block=block_of("decode", "decode"),
+        output:
+            **DECODED,
+        log:
+            "logs/decode/{ckpt}/{write_task}/part-{shard}.log",
+        localrule: True
+        conda:
+            ENV
+        params:
+            **DECODE_PARAMS,
+            source=in_block("decode"),
+        shell:
+            MOVE_INTO_PLACE + "move {params.source:q} {output.table:q} "
+            '&& move "$(dirname {params.source:q})/$(basename {output.files:q})" {output.files:q} '
+            '&& echo "made by {input.block}, moved into place" > {log:q}'
 
 
 rule fingerprint:

@@ -1,0 +1,176 @@
+"""Several shards per GPU job (sharding.shards_per_job): one model load, one parquet per shard, the same results."""
+
+import logging
+import os
+
+import pandas as pd
+import pytest
+from conftest import snakemake
+
+from mmgate.ablation import AblationSettings, ablate_shard
+from mmgate.blocks import MOVE_FUNCTION, Unit, block_index, blocks, decode_units, job_timing, lm_units, run_lm_units
+from mmgate.demo import DEFAULT_TEMPLATES, SyntheticWorld, golden_frame
+from mmgate.generation import GenerationSettings, generate_shard
+from mmgate.io import read_parquet, read_provenance, write_parquet
+from mmgate.shardjob import ShardJob
+
+LOG = logging.getLogger("test_blocks")
+
+
+# --------------------------------------------------------------------------------------- the plan
+
+def test_language_model_units_put_constrained_generation_first_then_ablation_of_every_task():
+    units = lm_units({"t2a": ["000"], "t2i": ["000"], "a2t": ["000", "001"]}, {"t2a": ["000"], "t2i": ["000"]})
+    assert [u.label for u in units] == [
+        "generate t2a/constrained 000", "generate t2a/free 000", "generate t2i/constrained 000", "generate t2i/free 000",
+        "ablate t2a 000", "ablate t2i 000", "ablate a2t 000", "ablate a2t 001"]
+
+
+def test_decode_units_are_the_generation_shards_of_the_write_tasks():
+    assert [u.label for u in decode_units({"t2a": ["000", "001"], "a2t": ["000"]})] == ["decode t2a 000", "decode t2a 001"]
+
+
+def test_blocks_keep_the_order_and_put_the_remainder_in_the_last():
+    units = [Unit("ablate", "a2t", f"{i:03d}") for i in range(7)]
+    plan = blocks(units, 3)
+    assert [len(b) for b in plan] == [3, 3, 1] and [u for b in plan for u in b] == units
+    assert block_index(plan, units[4]) == 1 and block_index(plan, units[6]) == 2
+
+
+def test_one_shard_per_job_is_a_block_per_shard_and_zero_is_refused():
+    units = [Unit("ablate", "a2t", f"{i:03d}") for i in range(3)]
+    assert blocks(units, 1) == [(u,) for u in units]
+    with pytest.raises(ValueError, match="at least 1"):
+        blocks(units, 0)
+
+
+def test_a_unit_outside_the_plan_is_named_in_the_error():
+    with pytest.raises(KeyError, match="ablate i2t 009"):
+        block_index(blocks([Unit("ablate", "a2t", "000")], 2), Unit("ablate", "i2t", "009"))
+
+
+def test_a_unit_lives_at_the_one_shard_rules_path_and_below_its_stage_in_a_block():
+    unit = Unit("generate", "t2i", "002", "free")
+    assert unit.output("step-10") == "results/generate/ckpt=step-10/task=t2i/mode=free/part-002.parquet"
+    assert unit.in_block("results/blocks/ckpt=step-10/lm-000").as_posix() == \
+        "results/blocks/ckpt=step-10/lm-000/generate/task=t2i/mode=free/part-002.parquet"
+    assert Unit("decode", "t2a", "000").output("c") == "results/decode/ckpt=c/task=t2a/part-000.parquet"
+
+
+# ------------------------------------------------------------------------------------ moving shards
+
+def move(source, target):
+    import subprocess
+
+    return subprocess.run(["bash", "-c", MOVE_FUNCTION + 'move "$0" "$1"', str(source), str(target)],
+                          capture_output=True, text=True)
+
+
+def test_a_shard_is_hard_linked_into_place_when_both_share_a_file_system(tmp_path):
+    source = tmp_path / "block" / "part-000.parquet"
+    source.parent.mkdir()
+    source.write_bytes(b"shard")
+    target = tmp_path / "results" / "task=t2a" / "part-000.parquet"
+    assert move(source, target).returncode == 0
+    assert target.read_bytes() == b"shard" and os.stat(target).st_ino == os.stat(source).st_ino
+    assert [p.name for p in target.parent.iterdir()] == ["part-000.parquet"]  # no temporary left
+
+
+def test_a_shard_replaces_an_older_one_at_its_place(tmp_path):
+    source, target = tmp_path / "new.parquet", tmp_path / "out" / "part-000.parquet"
+    source.write_bytes(b"new")
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    assert move(source, target).returncode == 0 and target.read_bytes() == b"new"
+
+
+def test_a_folder_of_decoded_files_moves_whole_and_replaces_the_old_folder(tmp_path):
+    source = tmp_path / "block" / "part-000"
+    (source / "sub").mkdir(parents=True)
+    (source / "t2a-0001.wav").write_bytes(b"wav")
+    (source / "sub" / "x.png").write_bytes(b"png")
+    target = tmp_path / "results" / "part-000"
+    target.mkdir(parents=True)
+    (target / "stale.wav").write_bytes(b"old")
+    assert move(source, target).returncode == 0
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == ["sub/x.png", "t2a-0001.wav"]
+
+
+def test_a_shard_missing_from_its_block_fails_pointing_at_the_block_log(tmp_path):
+    result = move(tmp_path / "lm-000" / "part-000.parquet", tmp_path / "out.parquet")
+    assert result.returncode != 0 and "logs/blocks/" in result.stderr and not (tmp_path / "out.parquet").exists()
+
+
+# ------------------------------------------------------------------------- running a block (library)
+
+@pytest.fixture(scope="module")
+def base_job(mini_demo):
+    golden = mini_demo["root"] / "golden_blocks.parquet"
+    write_parquet(golden_frame(SyntheticWorld(mini_demo["space"]), per_task=4, seed=3), golden, {})
+    return ShardJob.from_files(mini_demo["root"] / "token_space.json", golden, checkpoint="mini", task="t2a", shard=0,
+                               samples_per_shard=2, ckpt_dir=str(mini_demo["ckpt"]),
+                               model_config={"base": str(mini_demo["stage3"]), "dtype": "float32", "device": "cpu"})
+
+
+def test_a_block_loads_the_model_once_and_gives_each_shard_what_a_job_of_its_own_gives(base_job, tmp_path, monkeypatch):
+    units = [Unit("generate", "t2a", "001", "constrained"), Unit("ablate", "a2t", "000"), Unit("generate", "t2i", "000", "free")]
+    jobs = [base_job.for_shard(u.task, int(u.shard), DEFAULT_TEMPLATES[u.task]) for u in units]
+    generation, ablation = GenerationSettings(batch_size=2, seed=4), AblationSettings(batch_size=2)
+    alone = [generate_shard(jobs[0], "constrained", generation, progress=False)[0], ablate_shard(jobs[1], ablation)[0],
+             generate_shard(jobs[2], "free", generation, progress=False)[0]]
+
+    loads = []
+    load_model = ShardJob.load_model
+    monkeypatch.setattr(ShardJob, "load_model", lambda self: loads.append(self.task) or load_model(self))
+    outputs = [tmp_path / "block" / f"{i}.parquet" for i in range(3)]
+    run_lm_units(list(zip(units, jobs, outputs)), generation, ablation, LOG, progress=False)
+
+    assert len(loads) == 1
+    for expected, output in zip(alone, outputs):
+        got = read_parquet(output)
+        columns = [c for c in expected if not c.endswith(("_seconds", "per_second"))]
+        pd.testing.assert_frame_equal(got[columns], expected[columns])
+    timing = [read_provenance(o)["timing"] for o in outputs]
+    assert {t["shards_in_job"] for t in timing} == {3} and len({t["load_seconds"] for t in timing}) == 1
+    assert [row["stage"] for row in job_timing(outputs)] == ["generate", "ablate", "generate"]
+
+
+# ------------------------------------------- through Snakemake: the suite's zoo run uses blocks of 8
+# (tests/conftest.py); test_cluster runs blocks through real SLURM against a one-shard local run
+
+def zoo_checkpoints(zoo_run):
+    return sorted(p.name.split("=", 1)[1] for p in (zoo_run / "results" / "report").glob("ckpt=*"))
+
+
+@pytest.mark.slow
+def test_every_shard_of_a_block_run_is_in_place_and_no_block_folder_is_left(zoo_run):
+    root = zoo_run / "results"
+    assert not any((root / "blocks").rglob("*.parquet")) if (root / "blocks").exists() else True
+    for ckpt in zoo_checkpoints(zoo_run):
+        if not (root / "ablate" / f"ckpt={ckpt}").exists():
+            continue  # failed P0.1: no GPU work
+        assert "for 8 shard(s)" in (zoo_run / "logs" / "blocks" / ckpt / "lm-000.log").read_text()
+        assert "moved into place" in (zoo_run / "logs" / "generate" / ckpt / "t2a" / "free" / "part-000.log").read_text()
+
+
+@pytest.mark.slow
+def test_the_shards_of_a_block_share_one_recorded_model_load(zoo_run):
+    root = zoo_run / "results"
+    ckpt = "good"
+    lm = job_timing(sorted(root.glob(f"generate/ckpt={ckpt}/task=*/mode=*/part-*.parquet"))
+                    + sorted(root.glob(f"ablate/ckpt={ckpt}/task=*/part-*.parquet")))
+    decoded = job_timing(sorted(root.glob(f"decode/ckpt={ckpt}/task=*/part-*.parquet")))
+    assert len(lm) == 8 and {row["shards_in_job"] for row in lm} == {8} and len({row["load_seconds"] for row in lm}) == 1
+    assert len(decoded) == 2 and {row["shards_in_job"] for row in decoded} == {2}
+
+
+@pytest.mark.slow
+def test_a_changed_generation_setting_reruns_the_blocks_that_generate(zoo_run, tmp_path):
+    from conftest import CONFIG, ZOO_CONFIG
+
+    changed = tmp_path / "warmer.yaml"
+    changed.write_text("generation: {temperature: 0.7}\n")
+    out = snakemake("-n", "-d", str(zoo_run), "--configfile", str(CONFIG), str(ZOO_CONFIG),
+                    str(zoo_run / "test-overrides.yaml"), str(changed)).stdout
+    assert "rule lm_block:" in out and "params have changed since last execution" in out
+    assert "rule decode_block:" in out  # its inputs are made again

@@ -1,0 +1,25 @@
+"""Generate and ablate several shards of one checkpoint with one model load (sharding.shards_per_job)."""
+
+import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
+import torch
+
+from mmgate.ablation import AblationSettings
+from mmgate.blocks import Unit, run_lm_units
+from mmgate.generation import GenerationSettings
+from mmgate.scripting import run
+from mmgate.shardjob import ShardJob
+
+
+def main(smk, log):
+    torch.set_num_threads(smk.threads)
+    units = [Unit(**unit) for unit in smk.params.units]
+    base = ShardJob.from_snakemake(smk, task=units[0].task, shard=int(units[0].shard))
+    samples_per_task = smk.params.generation["samples_per_task"]
+    work = [(unit, base.for_shard(unit.task, int(unit.shard), smk.params.templates[unit.task],
+                                  samples_per_task if unit.stage == "generate" else None), unit.in_block(smk.output[0]))
+            for unit in units]
+    run_lm_units(work, GenerationSettings.from_config(smk.params.generation),
+                 AblationSettings.from_config(smk.params.ablation), log)
+
+
+run(snakemake, main)
