@@ -1,11 +1,12 @@
 """One checkpoint's GPU work (generate, ablate, decode) as one job per shard vs blocks of shards.
 
-Runs the real workflow (`snakemake --cores N`) twice on the built demo's `good` checkpoint, each in
-a fresh working directory: `sharding.shards_per_job: 1` (a job, and a model load, per shard) and a
+Runs the real workflow (`snakemake --cores N`, up to the report) twice on the built demo's `good`
+checkpoint, each in a fresh working directory: `sharding.shards_per_job: 1` (a job, and a model load, per shard) and a
 larger value (one `lm_block` job loads the model once for all generate and ablate shards of a
-block, one `decode_block` builds each decoder once). Prints per setting: GPU jobs, wall time of the
-run, and from the `timing` each shard's parquet records, the summed model-load and work seconds;
-the rest of a job's wall time is process start and imports (Python, torch, transformers).
+block, one `decode_block` builds each decoder once). Prints per setting: model-running jobs, wall
+time of the whole run (the CPU-only jobs too: fingerprints, summaries, report), and from the
+`timing` each shard's parquet records, the summed model-load and work seconds; the rest is mostly
+process start and imports (Python, torch, transformers) of each job.
 
 Needs the built demo (`make demo`, or resources/demo from it). On a cluster the load part is what
 grows: a 7B checkpoint read from shared storage takes minutes, once per job.
@@ -45,14 +46,14 @@ def run(workdir: Path, per_task: int, per_shard: int, per_job: int, cores: int) 
     config["gates"]["min_n"] = per_task
     config["sharding"] = {"samples_per_shard": per_shard, "shards_per_job": per_job}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    args = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-            str(workdir / "config.yaml"), "--cores", str(cores), "--quiet", "all"]
-    subprocess.run([*args[:-1], "results/token_space/ckpt=good/check.parquet"], check=True, capture_output=True)
+    base = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
+            str(workdir / "config.yaml"), "--cores", str(cores)]
+    check = subprocess.run([*base, "results/token_space/ckpt=good/check.parquet"], capture_output=True, text=True)
+    if check.returncode:
+        raise SystemExit(check.stdout[-3000:] + check.stderr[-3000:])
+    targets = ["results/report/ckpt=good/gates.json"]  # every stage of the checkpoint, as a run makes it
     began = time.perf_counter()
-    targets = ["results/fingerprint/ckpt=good/task=t2a/fingerprints.parquet",
-               "results/fingerprint/ckpt=good/task=t2i/fingerprints.parquet"]
-    ablate = [f"results/ablate/ckpt=good/task={t}/summary.parquet" for t in ("t2a", "t2i", "a2t", "i2t")]
-    proc = subprocess.run([*args[:-1], *targets, *ablate], capture_output=True, text=True)
+    proc = subprocess.run([*base, *targets], capture_output=True, text=True)
     wall = time.perf_counter() - began
     if proc.returncode:
         raise SystemExit(proc.stdout[-3000:] + proc.stderr[-3000:])
@@ -61,7 +62,7 @@ def run(workdir: Path, per_task: int, per_shard: int, per_job: int, cores: int) 
         + sorted(results.glob("decode/**/part-*.parquet"))
     rows = job_timing(files)
     logs = [p for stage in ("generate", "ablate", "decode", "blocks") for p in (workdir / "logs" / stage).rglob("*.log")]
-    jobs = [p for p in logs if "moved into place" not in p.read_text() and "summary" not in p.name]
+    jobs = [p for p in logs if "moved into place" not in p.read_text() and "summary" not in p.name]  # model-running jobs
     # the shards of one job share its one load: each records it and how many shards shared it
     return {"jobs": len(jobs), "shards": len(rows), "wall": wall,
             "load": sum(row["load_seconds"] / row["shards_in_job"] for row in rows),
@@ -83,11 +84,11 @@ def main() -> None:
     for per_job in (1, opts.block):
         with tempfile.TemporaryDirectory(prefix=f"mmgate-loads-{per_job}-") as tmp:
             found[per_job] = run(Path(tmp), opts.per_task, opts.per_shard, per_job, opts.cores)
-    print(f"\n  {'shards_per_job':>14} {'GPU jobs':>9} {'shards':>7} {'wall s':>8} {'load s':>8} {'work s':>8} "
+    print(f"\n  {'shards_per_job':>14} {'model jobs':>10} {'shards':>7} {'wall s':>8} {'load s':>8} {'work s':>8} "
           f"{'outside work':>13}")
     for per_job, row in found.items():
         outside = 1 - row["work"] / row["wall"] if row["wall"] else float("nan")
-        print(f"  {per_job:>14} {row['jobs']:>9} {row['shards']:>7} {row['wall']:>8.1f} {row['load']:>8.1f} "
+        print(f"  {per_job:>14} {row['jobs']:>10} {row['shards']:>7} {row['wall']:>8.1f} {row['load']:>8.1f} "
               f"{row['work']:>8.1f} {outside:>12.0%}")
     one, block = found[1], found[opts.block]
     print(f"\n  blocks of {opts.block}: x{one['wall'] / block['wall']:.2f} faster end to end, "

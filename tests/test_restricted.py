@@ -61,11 +61,12 @@ def budget(width, budgets=(5, 7, 9, 9)):
     return StoppingCriteriaList([RowBudget(width, torch.tensor(budgets))])
 
 
-def decoder_and_inputs(model, m, config, n_frames=None, track=False, removed_mass_every=16):
+def decoder_and_inputs(model, m, config, n_frames=None, track=False, removed_mass_every=16, measure_phase=0):
     """(the restricted decoder with a fresh constraint, (prompt ids, attention mask, per-row budgets))."""
     ids, mask = prompts(m)
     constraint = constraint_for(m, ids.shape[1], n_frames=n_frames, track=track)
-    return RestrictedDecoder.for_model(model, config, constraint, removed_mass_every), (ids, mask, budget(ids.shape[1]))
+    return (RestrictedDecoder.for_model(model, config, constraint, removed_mass_every, measure_phase),
+            (ids, mask, budget(ids.shape[1])))
 
 
 def reference(model, m, config, inputs, n_frames=None, track=False, processors=(), **kwargs):
@@ -234,6 +235,18 @@ def test_removed_mass_is_measured_every_nth_step_coprime_to_the_codebook_count()
     measured = [step for step, mass in enumerate(out.removed_mass) if not mass.isnan().any()]
     assert measured == [0, 5]
     for step in measured:  # the same trajectory (greedy): the same mass as generate recorded there
+        assert torch.allclose(out.removed_mass[step], hf_constraint.removed_mass[step], atol=1e-6)
+
+
+def test_the_measured_steps_start_at_the_phase_so_the_first_step_is_not_in_every_batch():
+    m = modality()
+    model = tiny_model()
+    decoder, inputs = decoder_and_inputs(model, m, gen_config(m), track=True, removed_mass_every=4, measure_phase=6)
+    _, hf_constraint = reference(model, m, gen_config(m), inputs, track=True)
+    out = decoder.generate(*inputs)
+    measured = [step for step, mass in enumerate(out.removed_mass) if not mass.isnan().any()]
+    assert measured == [1, 6]  # phase 6 mod 5
+    for step in measured:
         assert torch.allclose(out.removed_mass[step], hf_constraint.removed_mass[step], atol=1e-6)
 
 

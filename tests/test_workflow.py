@@ -18,8 +18,9 @@ def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-@pytest.mark.parametrize("configs", [["config/config.yaml"], ["config/config.yaml", "config/examples/fault-zoo.yaml"]],
-                         ids=["demo", "fault-zoo"])
+@pytest.mark.parametrize("configs", [["config/config.yaml"], ["config/config.yaml", "config/examples/fault-zoo.yaml"],
+                                     ["config/config.yaml", "--config", "sharding={shards_per_job: 8}"]],
+                         ids=["demo", "fault-zoo", "blocks"])
 def test_lint_is_clean(configs):
     proc = snakemake("--lint", "--configfile", *configs)
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr

@@ -158,15 +158,16 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
             constraint = ModalityConstraint(modality, span_start=width, n_frames=frames, min_length=min_length, device=device,
                                             track_removed_mass=True)
             processors.append(constraint)
-            if settings.restricted_head:
-                try:
-                    decoder = RestrictedDecoder.for_model(model, config, constraint, settings.removed_mass_every)
-                except Unsupported as reason:
-                    if not fallback_logged:
-                        logger.warning("generate %s: restricted_head falls back to transformers generate: %s", task, reason)
-                    fallback_logged = True
-        stopping = StoppingCriteriaList([RowBudget(width, torch.from_numpy(budgets).to(device))])
         seed = (settings.seed * 1_000_003 + zlib.crc32(",".join(batch["sample_id"]).encode())) % (2**31)
+        if constraint is not None and settings.restricted_head:
+            try:
+                decoder = RestrictedDecoder.for_model(model, config, constraint, settings.removed_mass_every,
+                                                      measure_phase=seed)
+            except Unsupported as reason:
+                if not fallback_logged:
+                    logger.warning("generate %s: restricted_head falls back to transformers generate: %s", task, reason)
+                fallback_logged = True
+        stopping = StoppingCriteriaList([RowBudget(width, torch.from_numpy(budgets).to(device))])
         torch.manual_seed(seed)
         start = time.perf_counter()
         removed_mass = constraint.removed_mass if constraint else []

@@ -43,8 +43,7 @@ else:
             **ABLATE_PARAMS,  # a changed setting reruns the block
             source=in_block("ablate"),
         shell:
-            MOVE_INTO_PLACE + "move {params.source:q} {output:q} "
-            '&& echo "made by {input.block}, moved into place" > {log:q}'
+            MOVE_SHARD
 
 
 rule ablation_summary:

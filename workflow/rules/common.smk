@@ -312,7 +312,7 @@ def block_inputs(wildcards):
 
 
 def in_block(stage):
-    """Param of a one-shard rule when blocks run the work: where its block wrote the shard."""
+    """Param of a one-shard job when blocks run the work (where its block wrote the shard)."""
     return lambda wildcards, input: str(
         shard_unit(stage, wildcards).in_block(input.block)
     )
@@ -320,6 +320,13 @@ def in_block(stage):
 
 # `move SOURCE TARGET` in bash (mmgate.blocks.MOVE_FUNCTION), braces escaped for Snakemake's shell:
 MOVE_INTO_PLACE = MOVE_FUNCTION.replace("{", "{{").replace("}", "}}")
+MOVED = '&& echo "made by {input.block}, moved into place" > {log:q}'
+MOVE_SHARD = f"{MOVE_INTO_PLACE} move {{params.source:q}} {{output:q}} {MOVED}"
+MOVE_DECODED = (
+    f"{MOVE_INTO_PLACE} move {{params.source:q}} {{output.table:q}} "
+    '&& move "$(dirname {params.source:q})/$(basename {output.files:q})" {output.files:q} '
+    f"{MOVED}"
+)
 
 
 def token_space_targets():

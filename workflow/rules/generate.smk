@@ -67,8 +67,7 @@ else:
             **GENERATE_PARAMS,  # a changed setting reruns the block
             source=in_block("generate"),
         shell:
-            MOVE_INTO_PLACE + "move {params.source:q} {output:q} "
-            '&& echo "made by {input.block}, moved into place" > {log:q}'
+            MOVE_SHARD
 
     rule decode:
         """Move one decoded shard (table and files) from the decode_block job that made it into place."""
@@ -85,9 +84,7 @@ else:
             **DECODE_PARAMS,
             source=in_block("decode"),
         shell:
-            MOVE_INTO_PLACE + "move {params.source:q} {output.table:q} "
-            '&& move "$(dirname {params.source:q})/$(basename {output.files:q})" {output.files:q} '
-            '&& echo "made by {input.block}, moved into place" > {log:q}'
+            MOVE_DECODED
 
 
 rule fingerprint:
