@@ -134,12 +134,16 @@ def verdict_row(p01="PASS", **changed):
     return row
 
 
-@pytest.fixture(scope="module")
-def zoo_reports(zoo_run):
+def zoo_reports_of(run):
     import json
 
-    root = zoo_run / "results" / "report"
+    root = run / "results" / "report"
     return {p.parent.name.split("=", 1)[1]: json.loads(p.read_text()) for p in root.glob("ckpt=*/gates.json")}
+
+
+@pytest.fixture(scope="module")
+def zoo_reports(zoo_run):
+    return zoo_reports_of(zoo_run)
 
 
 # Measured on the suite's run (32 examples per task) and on the README's (256): the tiny demo
@@ -158,11 +162,47 @@ EXPECTED = {
 }
 
 
+def undecided(report, gate_id):
+    """Whether the run's data cannot decide the gate: a criterion's 95 % interval holds its pass mark.
+    The zoo's models are trained afresh by each suite run and differ in the sixth decimal between runs
+    (parallel float sums), and sampled generations amplify that: at the suite's 32 samples a free-run
+    end rate of 0.53 [0.36, 0.69] against 0.5 is a coin flip. The planted faults are pinned with a
+    margin by test_each_fault_is_caught_by_its_own_gate_with_a_margin_that_good_does_not_cross."""
+    from mmgate.gates import REGISTRY
+
+    gate = next(g for g in report["gates"] if g["gate"] == gate_id)
+    spec = next(s for s in REGISTRY if s.id == gate_id)
+    straddles = missed = False
+    for criterion in spec.criteria:
+        limit = criterion.limit(gate.get("thresholds") or {})
+        for values in (gate.get("values") or {}).values():
+            interval = values.get(f"{criterion.metric}_ci") if isinstance(values, dict) else None
+            if limit is None or not interval or None in interval:
+                continue
+            met = {criterion.met(interval[0], limit), criterion.met(interval[1], limit)}
+            straddles |= met == {True, False}
+            missed |= met == {False}  # a criterion clearly missed decides the gate whatever the others do
+    return straddles and not missed
+
+
+def test_a_gate_whose_interval_holds_its_pass_mark_is_undecided():
+    report = {"gates": [{"gate": "P1.1", "thresholds": {"min_end_rate": 0.5},
+                         "values": {"t2a": {"end_rate": 0.53, "end_rate_ci": [0.36, 0.69]}}}]}
+    assert undecided(report, "P1.1")
+    report["gates"][0]["values"]["t2a"]["end_rate_ci"] = [0.51, 0.69]
+    assert not undecided(report, "P1.1")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("member", list(EXPECTED))
 def test_every_zoo_member_gets_its_expected_verdict_on_every_gate(zoo_reports, member):
-    got = {g["gate"]: g["verdict"] for g in zoo_reports[member]["gates"]}
-    assert got == EXPECTED[member], {g["gate"]: g["reasons"] for g in zoo_reports[member]["gates"] if g["reasons"]}
+    report = zoo_reports[member]
+    decided = {g["gate"] for g in report["gates"] if not undecided(report, g["gate"])}
+    got = {g["gate"]: g["verdict"] for g in report["gates"] if g["gate"] in decided}
+    planted = {c.gate for c in zoo.CATCHES if c.member == member}
+    assert planted <= decided, f"{member}: a planted fault's gate is undecided at this n: {planted - decided}"
+    assert got == {gate: EXPECTED[member][gate] for gate in decided}, \
+        {g["gate"]: g["reasons"] for g in report["gates"] if g["reasons"]}
 
 
 @pytest.mark.slow
@@ -216,7 +256,21 @@ def test_the_readme_verdict_table_is_what_mmgate_inspect_prints_for_the_suite_ru
 
     cli(["inspect", str(zoo_run / "results")])
     table = capsys.readouterr().out.split("\n\n")[0].strip()
-    assert table in readme_zoo_section(), f"update the README's verdict table to this run's:\n{table}"
+    readme = readme_zoo_section()
+    start = readme.index(table.splitlines()[0])  # the header line
+    ours, theirs = table.splitlines(), readme[start:].splitlines()[: len(table.splitlines())]
+    gates = ours[0].split()[1:-1]
+    reports = zoo_reports_of(zoo_run)
+    for line, readme_line in zip(ours, theirs):
+        if line == readme_line or line == ours[0]:
+            continue
+        member, cells = line.split()[0], dict(zip(gates, line.split()[1:len(gates) + 1]))
+        readme_cells = dict(zip(gates, readme_line.split()[1:len(gates) + 1]))
+        differing = {gate for gate in gates if cells[gate] != readme_cells[gate]}
+        # cells the data cannot decide may differ; anything else must match the README exactly
+        same_overall = line.split()[len(gates) + 1:] == readme_line.split()[len(gates) + 1:]
+        assert readme_line.split()[0] == member and same_overall and all(undecided(reports[member], g) for g in differing), \
+            f"update the README's verdict table to this run's:\n{table}"
 
 
 @pytest.mark.slow
