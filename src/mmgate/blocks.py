@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from .generation import GenerationSettings
     from .shardjob import ShardJob
 
-STAGES = ("generate", "ablate", "decode")
 # constrained first: the decode block of a checkpoint waits only for those
 GENERATION_ORDER = tuple(sorted(MODES, key=lambda mode: mode != "constrained"))
 
