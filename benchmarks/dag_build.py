@@ -3,8 +3,10 @@
 Builds a synthetic layout in a temporary folder: N tiny fake checkpoint folders (a completion marker
 and nothing else) found through `checkpoint_glob`, the demo's token space and golden set (256
 examples per task: 2 shards per task at 128 per shard), and each checkpoint's P0.1 table already
-written as passed, so the dry run plans every job of every checkpoint (28 per checkpoint), not
-the token-space checks alone. Needs the built demo (`make demo`, or resources/demo from it).
+written as passed, so the dry run plans every job of every checkpoint, not the token-space checks
+alone. Two columns: `all planned` (nothing verified yet: every job runs) and `one new` (every
+output but the newest checkpoint's exists, made empty in the order the jobs make them: the run a
+user starts after each new checkpoint). Needs the built demo (`make demo`, or resources/demo).
 
 `--before REV` also times the workflow as it was at git revision REV (extracted with `git archive`
 into a temporary folder, nothing in this checkout changes), on the same layout, side by side.
@@ -66,8 +68,8 @@ def layout(root: Path, n: int, shards_per_job: int = 1) -> Path:
     return path
 
 
-def dry_run(repo: Path, config: Path, workdir: Path, env: dict[str, str]) -> tuple[float, int]:
-    """(seconds, planned jobs) of one `snakemake -n`."""
+def dry_run(repo: Path, config: Path, workdir: Path, env: dict[str, str]) -> tuple[float, int, str]:
+    """(seconds, planned jobs, what it printed) of one `snakemake -n`."""
     cmd = [str(SNAKEMAKE), "-n", "--snakefile", str(repo / "Snakefile"), "-d", str(workdir), "--configfile", str(config)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=env)
@@ -75,7 +77,28 @@ def dry_run(repo: Path, config: Path, workdir: Path, env: dict[str, str]) -> tup
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     total = re.search(r"^total\s+(\d+)", proc.stdout, re.M)
-    return seconds, int(total.group(1)) if total else -1
+    return seconds, int(total.group(1)) if total else -1, proc.stdout
+
+
+def fake_outputs_but_newest(stdout: str, workdir: Path, newest: str) -> None:
+    """Every planned output except `newest`'s, as empty files (folders for directory outputs), with
+    mtimes in the order the jobs make them, so that the next dry run plans only `newest` and the trend."""
+    order = ("lm_block", "generate", "ablate", "decode", "ablation_summary", "fingerprint", "report", "trend")
+    now = time.time()
+    for rule, outputs in re.findall(r"^(?:local)?rule (\w+):\n(?:    input: .*\n)?    output: (.*)$", stdout, re.M):
+        rank = next((i for i, prefix in enumerate(order) if rule.startswith(prefix)), None)
+        if rank is None:
+            continue
+        for output in outputs.split(", "):
+            if f"ckpt={newest}/" in output:
+                continue
+            path = workdir / output
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if output.endswith((".parquet", ".json", ".html")):
+                path.touch()
+            else:  # a decode shard's folder of files
+                path.mkdir(exist_ok=True)
+            os.utime(path, (now + rank, now + rank))
 
 
 def main() -> None:
@@ -110,19 +133,28 @@ def main() -> None:
             archive = subprocess.run(["git", "-C", str(REPO), "archive", args.before], capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
             trees = {f"before ({args.before})": old, "now": REPO}
-        header = "".join(f"{name + ' s':>22}" for name in trees)
-        print(f"{'checkpoints':>11} {'jobs':>6}{header}" + (f"{'before/now':>12}" if len(trees) > 1 else ""))
+        header = "".join(f"{name + ' ' + state + ' s':>30}" for name in trees for state in ("all planned", "one new"))
+        print(f"{'checkpoints':>11} {'jobs (all / one new)':>21}{header}"
+              + (f"{'before/now':>12}" if len(trees) > 1 else ""))
         for n in args.counts:
             root = tmp / f"layout-{n}"
             config = layout(root, n, args.shards_per_job)
-            times, jobs = {}, set()
-            for name, tree in trees.items():
-                runs = [dry_run(tree, config, root / "run", env) for _ in range(args.repeat)]
-                times[name] = min(s for s, _ in runs)
-                jobs |= {j for _, j in runs}
-            cells = "".join(f"{times[name]:22.2f}" for name in trees)
-            ratio = f"{times[next(iter(trees))] / times['now']:11.1f}x" if len(trees) > 1 else ""
-            print(f"{n:11d} {'/'.join(map(str, sorted(jobs))):>6}{cells}{ratio}")
+            newest = f"checkpoint-{n * 100}"
+            times, jobs = {}, {}
+            for number, (name, tree) in enumerate(trees.items()):
+                workdir = root / f"run-{number}"
+                shutil.copytree(root / "run", workdir)  # the P0.1 tables
+                for state in ("all planned", "one new"):
+                    runs = [dry_run(tree, config, workdir, env) for _ in range(args.repeat)]
+                    times[name, state] = min(r[0] for r in runs)
+                    jobs.setdefault(state, set()).update(r[1] for r in runs)
+                    if state == "all planned":
+                        fake_outputs_but_newest(runs[0][2], workdir, newest)
+            cells = "".join(f"{times[name, state]:30.2f}" for name in trees for state in ("all planned", "one new"))
+            first = next(iter(trees))
+            ratio = f"{times[first, 'all planned'] / times['now', 'all planned']:11.1f}x" if len(trees) > 1 else ""
+            counts = " / ".join("/".join(map(str, sorted(jobs[state]))) for state in ("all planned", "one new"))
+            print(f"{n:11d} {counts:>21}{cells}{ratio}")
 
 
 if __name__ == "__main__":

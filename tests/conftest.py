@@ -53,7 +53,7 @@ def zoo_run(request):
     on the first TEST_PER_TASK golden examples per task (and `gates.min_n` set to that): what
     `snakemake --configfile config/config.yaml config/examples/fault-zoo.yaml` does, at an eighth of
     the samples so that the suite stays quick, each checkpoint's 8 model shards in one job
-    (sharding.shards_per_job; the walkthrough and the cluster's incremental tests run one per shard). MMGATE_TEST_ZOO_RUN=<dir> reuses such a finished run
+    (sharding.shards_per_job; the demo and walkthrough run the default 4, the cluster's incremental tests one per shard). MMGATE_TEST_ZOO_RUN=<dir> reuses such a finished run
     (made by this fixture) while working on the tests that read it."""
     import os
 

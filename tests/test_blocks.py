@@ -1,14 +1,14 @@
 """Several shards per GPU job (sharding.shards_per_job): one model load, one parquet per shard, the same results."""
 
 import logging
-import os
+import re
 
 import pandas as pd
 import pytest
 from conftest import snakemake
 
 from mmgate.ablation import AblationSettings, ablate_shard
-from mmgate.blocks import MOVE_FUNCTION, Unit, block_index, blocks, decode_units, job_timing, lm_units, run_lm_units
+from mmgate.blocks import Unit, blocks, decode_units, job_timing, lm_units, run_lm_units
 from mmgate.demo import DEFAULT_TEMPLATES, SyntheticWorld, golden_frame
 from mmgate.generation import GenerationSettings, generate_shard
 from mmgate.io import read_parquet, read_provenance, write_parquet
@@ -34,7 +34,6 @@ def test_blocks_keep_the_order_and_put_the_remainder_in_the_last():
     units = [Unit("ablate", "a2t", f"{i:03d}") for i in range(7)]
     plan = blocks(units, 3)
     assert [len(b) for b in plan] == [3, 3, 1] and [u for b in plan for u in b] == units
-    assert block_index(plan, units[4]) == 1 and block_index(plan, units[6]) == 2
 
 
 def test_one_shard_per_job_is_a_block_per_shard_and_zero_is_refused():
@@ -44,61 +43,43 @@ def test_one_shard_per_job_is_a_block_per_shard_and_zero_is_refused():
         blocks(units, 0)
 
 
-def test_a_unit_outside_the_plan_is_named_in_the_error():
-    with pytest.raises(KeyError, match="ablate i2t 009"):
-        block_index(blocks([Unit("ablate", "a2t", "000")], 2), Unit("ablate", "i2t", "009"))
-
-
-def test_a_unit_lives_at_the_one_shard_rules_path_and_below_its_stage_in_a_block():
-    unit = Unit("generate", "t2i", "002", "free")
-    assert unit.output("step-10") == "results/generate/ckpt=step-10/task=t2i/mode=free/part-002.parquet"
-    assert unit.in_block("results/blocks/ckpt=step-10/lm-000").as_posix() == \
-        "results/blocks/ckpt=step-10/lm-000/generate/task=t2i/mode=free/part-002.parquet"
+def test_a_unit_lives_at_the_one_shard_rules_path():
+    assert Unit("generate", "t2i", "002", "free").output("step-10") == \
+        "results/generate/ckpt=step-10/task=t2i/mode=free/part-002.parquet"
     assert Unit("decode", "t2a", "000").output("c") == "results/decode/ckpt=c/task=t2a/part-000.parquet"
 
 
-# ------------------------------------------------------------------------------------ moving shards
-
-def move(source, target):
-    import subprocess
-
-    return subprocess.run(["bash", "-c", MOVE_FUNCTION + 'move "$0" "$1"', str(source), str(target)],
-                          capture_output=True, text=True)
+@pytest.mark.parametrize("unit", [Unit("generate", "t2i", "002", "free"), Unit("ablate", "a2t", "013"),
+                                  Unit("decode", "t2a", "000")])
+def test_a_block_job_reads_each_unit_back_from_its_output_path(unit):
+    assert Unit.from_output(unit.output("checkpoint-1200")) == unit
 
 
-def test_a_shard_is_hard_linked_into_place_when_both_share_a_file_system(tmp_path):
-    source = tmp_path / "block" / "part-000.parquet"
-    source.parent.mkdir()
-    source.write_bytes(b"shard")
-    target = tmp_path / "results" / "task=t2a" / "part-000.parquet"
-    assert move(source, target).returncode == 0
-    assert target.read_bytes() == b"shard" and os.stat(target).st_ino == os.stat(source).st_ino
-    assert [p.name for p in target.parent.iterdir()] == ["part-000.parquet"]  # no temporary left
+def test_a_path_that_is_no_shard_output_is_refused_naming_the_expected_form():
+    with pytest.raises(ValueError, match=r"summary.parquet: not a shard output .*part-NNN.parquet"):
+        Unit.from_output("results/ablate/ckpt=c/task=a2t/summary.parquet")
 
 
-def test_a_shard_replaces_an_older_one_at_its_place(tmp_path):
-    source, target = tmp_path / "new.parquet", tmp_path / "out" / "part-000.parquet"
-    source.write_bytes(b"new")
-    target.parent.mkdir()
-    target.write_bytes(b"old")
-    assert move(source, target).returncode == 0 and target.read_bytes() == b"new"
+# ---------------------------------------------------------------------------- the rules it plans
 
-
-def test_a_folder_of_decoded_files_moves_whole_and_replaces_the_old_folder(tmp_path):
-    source = tmp_path / "block" / "part-000"
-    (source / "sub").mkdir(parents=True)
-    (source / "t2a-0001.wav").write_bytes(b"wav")
-    (source / "sub" / "x.png").write_bytes(b"png")
-    target = tmp_path / "results" / "part-000"
-    target.mkdir(parents=True)
-    (target / "stale.wav").write_bytes(b"old")
-    assert move(source, target).returncode == 0
-    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == ["sub/x.png", "t2a-0001.wav"]
-
-
-def test_a_shard_missing_from_its_block_fails_pointing_at_the_block_log(tmp_path):
-    result = move(tmp_path / "lm-000" / "part-000.parquet", tmp_path / "out.parquet")
-    assert result.returncode != 0 and "logs/blocks/" in result.stderr and not (tmp_path / "out.parquet").exists()
+def test_each_block_is_one_job_writing_its_shards_files_with_the_profiles_block_settings(user_config, tmp_path):
+    """8 model shards (2 write tasks x 2 modes, 4 tasks ablated) in blocks of 4 and 2 decode shards in
+    one block; the profile's lm_block / decode_block entries reach every block rule."""
+    check = tmp_path / "run" / "results" / "token_space" / "ckpt=mine" / "check.parquet"
+    check.parent.mkdir(parents=True)
+    pd.DataFrame({"artifact": ["checkpoint"], "match": [True]}).to_parquet(check)  # P0.1 passed: plan the GPU work
+    out = snakemake("-n", "--cores", "8", "-d", str(tmp_path / "run"), "--configfile",
+                    str(user_config(sharding={"samples_per_shard": 128, "shards_per_job": 4})),
+                    "--set-resources", "lm_block:gpu_model=h100", "decode_block:gpu_model=l4",
+                    "--set-threads", "lm_block=3").stdout
+    jobs = {m.group(1): m.group(2) for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", out, re.M | re.S)}
+    assert {"lm_block_000", "lm_block_001", "decode_block_000"} <= set(jobs) and "lm_block_002" not in jobs
+    assert not {"generate", "ablate", "decode"} & set(jobs)
+    assert "output: results/generate/ckpt=mine/task=t2a/mode=constrained/part-000.parquet," in jobs["lm_block_000"]
+    assert "results/ablate/ckpt=mine/task=i2t/part-000.parquet" in jobs["lm_block_001"]
+    for name in ("lm_block_000", "lm_block_001"):
+        assert "gpu_model=h100" in jobs[name] and "threads: 3" in jobs[name] and "runtime=240" in jobs[name]
+    assert "gpu_model=l4" in jobs["decode_block_000"] and "runtime=60" in jobs["decode_block_000"]
 
 
 # ------------------------------------------------------------------------- running a block (library)
@@ -143,14 +124,14 @@ def zoo_checkpoints(zoo_run):
 
 
 @pytest.mark.slow
-def test_every_shard_of_a_block_run_is_in_place_and_no_block_folder_is_left(zoo_run):
+def test_one_block_job_wrote_every_model_shard_of_each_checkpoint(zoo_run):
     root = zoo_run / "results"
-    assert not any((root / "blocks").rglob("*.parquet")) if (root / "blocks").exists() else True
     for ckpt in zoo_checkpoints(zoo_run):
         if not (root / "ablate" / f"ckpt={ckpt}").exists():
             continue  # failed P0.1: no GPU work
-        assert "for 8 shard(s)" in (zoo_run / "logs" / "blocks" / ckpt / "lm-000.log").read_text()
-        assert "moved into place" in (zoo_run / "logs" / "generate" / ckpt / "t2a" / "free" / "part-000.log").read_text()
+        assert "for 8 shard(s)" in (zoo_run / "logs" / "blocks" / ckpt / "lm_block_000.log").read_text()
+        assert len(list(root.glob(f"generate/ckpt={ckpt}/task=*/mode=*/part-*.parquet"))) == 4
+        assert len(list(root.glob(f"ablate/ckpt={ckpt}/task=*/part-*.parquet"))) == 4
 
 
 @pytest.mark.slow
@@ -172,5 +153,5 @@ def test_a_changed_generation_setting_reruns_the_blocks_that_generate(zoo_run, t
     changed.write_text("generation: {temperature: 0.7}\n")
     out = snakemake("-n", "-d", str(zoo_run), "--configfile", str(CONFIG), str(ZOO_CONFIG),
                     str(zoo_run / "test-overrides.yaml"), str(changed)).stdout
-    assert "rule lm_block:" in out and "params have changed since last execution" in out
-    assert "rule decode_block:" in out  # its inputs are made again
+    assert "rule lm_block_000:" in out and "params have changed since last execution" in out
+    assert "rule decode_block_000:" in out  # its inputs are made again

@@ -54,6 +54,7 @@ def data_config(tmp_path: Path, demo: Path, per_task: int | None = PER_TASK, **c
     if per_task:
         config["gates"]["min_n"] = per_task
         config["sharding"]["samples_per_shard"] = PER_SHARD
+    config["sharding"]["shards_per_job"] = 1  # a job per shard: these tests are about the shard jobs
     config.update(changes)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -77,7 +78,7 @@ def test_demo_through_real_sbatch_jobs_requests_gpus_and_matches_a_local_run(dem
         pytest.skip(reason)
     # the built demo data, `good` on 16 examples per task: every stage runs as a SLURM job (verdicts
     # are the fault zoo's business; this is about jobs, their resources and their outputs), the GPU
-    # shards in blocks of 8 (sharding.shards_per_job), as a cluster user loading a large model would
+    # shards in a block of 8 (sharding.shards_per_job), as a cluster user loading a large model would
     good_only = {"checkpoints": {"good": str(tmp_path / "data/checkpoints/good")}}
     config = data_config(tmp_path, demo_workdir, per_task=PER_SHARD, **good_only,
                          sharding={"samples_per_shard": PER_SHARD, "shards_per_job": 8})
@@ -94,17 +95,16 @@ def test_demo_through_real_sbatch_jobs_requests_gpus_and_matches_a_local_run(dem
         job_id, tres, state, submit = line.split("|", 3)
         rule = re.search(r"--comment rule_(\w+?)(?:_wildcards_\S*)?(?:\s|$)", submit)
         by_rule.setdefault(rule.group(1) if rule else "?", []).append((tres, state, submit))
-    assert {"token_space_stage2", "token_space", "lm_block", "decode_block", "fingerprint", "ablation_summary",
+    assert {"token_space_stage2", "token_space", "lm_block_000", "decode_block_000", "fingerprint", "ablation_summary",
             "report", "trend"} <= set(by_rule), jobs
-    # 8 model shards (2 tasks x 2 modes generate, 4 tasks ablate, one shard each): one job, one model load;
-    # the one-shard rules only move files into place, on the submitting host
-    assert len(by_rule["lm_block"]) == 1 and len(by_rule["decode_block"]) == 1, jobs
-    assert not {"generate", "ablate", "decode"} & set(by_rule), jobs
-    for rule in ("lm_block", "decode_block"):
+    # 8 model shards (2 tasks x 2 modes generate, 4 tasks ablate, one shard each): one job, one model load,
+    # and no job of a one-shard rule; the profile's lm_block / decode_block entries (gpu_model) reach them
+    assert len(by_rule["lm_block_000"]) == 1 and len(by_rule["decode_block_000"]) == 1, jobs
+    assert not {"generate", "ablate", "decode", "lm_block_001"} & set(by_rule), jobs
+    for rule in ("lm_block_000", "decode_block_000"):
         for tres, state, submit in by_rule[rule]:
             assert "gres/gpu=1" in tres and "--gpus=fake:1" in submit and state == "COMPLETED", (tres, submit)
-    assert "for 8 shard(s)" in (tmp_path / "logs/blocks/good/lm-000.log").read_text()
-    assert not list((tmp_path / "results").glob("blocks/ckpt=good/*"))  # temporary: gone once moved into place
+    assert "for 8 shard(s)" in (tmp_path / "logs/blocks/good/lm_block_000.log").read_text()
     for tres, state, submit in by_rule["token_space"]:
         assert "gres/gpu" not in tres and "-A mmgate" in submit and state == "COMPLETED"
     good = json.loads((tmp_path / "results/report/ckpt=good/gates.json").read_text())

@@ -3,14 +3,15 @@
 A checkpoint's GPU work is many shards: generate (each write task, free and constrained), ablate
 (every task) and decode (each write task). One job per shard loads the model once per shard, which
 for a 7B checkpoint on shared storage costs minutes before the first token. With
-`sharding.shards_per_job: k`, an `lm_block` job loads the model once and runs up to k generate and
-ablate shards, and a `decode_block` job builds each decoder once for up to k decode shards.
+`sharding.shards_per_job: k`, an `lm_block_NNN` job loads the model once and runs up to k generate
+and ablate shards, and a `decode_block_NNN` job builds each decoder once for up to k decode shards.
 
-Every shard keeps its own parquet, written atomically, at the path the one-shard rule gives it: the
-block writes them under a temporary folder (`results/blocks/...`) and a local rule per shard
-hard-links each into place (`MOVE_FUNCTION`), so the report, `mmgate diff` and every reader see the same files
-whatever k is. The price of a large k is coarser resumability: a block that fails loses the shards
-it had finished (Snakemake removes a failed job's outputs).
+The plan is the same for every checkpoint (it depends on the golden set's rows per task only), so
+the workflow defines one rule per block whose outputs are the block's shard files at their usual
+paths, each written atomically as a one-shard job writes it: the report, `mmgate diff` and every
+reader see the same files whatever k is, and the DAG holds one job per block, not one per shard.
+The price of a large k is coarser resumability: a block that fails loses the shards it had
+finished (Snakemake removes a failed job's outputs).
 
 Example:
 
@@ -22,11 +23,14 @@ Example:
     [2, 2, 1]
     >>> units[0].output("step-1000")
     'results/generate/ckpt=step-1000/task=t2a/mode=constrained/part-000.parquet'
+    >>> Unit.from_output(units[0].output("step-1000")) == units[0]
+    True
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +58,20 @@ class Unit:
 
     @property
     def relpath(self) -> str:
-        """Below `results/<stage>/ckpt=<ckpt>/` (and below `<stage>/` inside a block's folder)."""
+        """Below `results/<stage>/ckpt=<ckpt>/`."""
         mode = f"mode={self.mode}/" if self.mode else ""
         return f"task={self.task}/{mode}part-{self.shard}.parquet"
 
     def output(self, ckpt: str) -> str:
         return f"results/{self.stage}/ckpt={ckpt}/{self.relpath}"
 
-    def in_block(self, folder: str | Path) -> Path:
-        return Path(folder) / self.stage / self.relpath
+    @classmethod
+    def from_output(cls, path: str | Path) -> "Unit":
+        """The unit whose output is `path` (a block job's outputs say what it runs)."""
+        found = _OUTPUT.search(Path(path).as_posix())
+        if not found:
+            raise ValueError(f"{path}: not a shard output (results/<stage>/ckpt=<c>/task=<t>/[mode=<m>/]part-NNN.parquet)")
+        return cls(found["stage"], found["task"], found["shard"], found["mode"])
 
     @property
     def label(self) -> str:
@@ -88,20 +97,8 @@ def blocks(units: Sequence[Unit], per_job: int) -> list[tuple[Unit, ...]]:
     return [tuple(units[i : i + per_job]) for i in range(0, len(units), per_job)]
 
 
-def block_index(plan: Sequence[Sequence[Unit]], unit: Unit) -> int:
-    for index, block in enumerate(plan):
-        if unit in block:
-            return index
-    raise KeyError(f"{unit.label} is in no block of this plan")
-
-
-# The one-shard rules' command (bash): `move SOURCE TARGET` puts a block's shard file (or folder of
-# decoded files) at TARGET. Hard links where both share a file system, else copies, under
-# TARGET.part renamed into place: no reader sees half a file. A shell command, not a `run:` block:
-# Snakemake runs a `run:` job by parsing the whole workflow again in a new process.
-MOVE_FUNCTION = ('move() { [ -e "$1" ] || { echo "$1: the block job wrote no such shard (see its log under '
-                 'logs/blocks/)" >&2; return 1; }; rm -rf "$2.part" && mkdir -p "$(dirname "$2")" && '
-                 '{ cp -al "$1" "$2.part" 2>/dev/null || cp -a "$1" "$2.part"; } && rm -rf "$2" && mv "$2.part" "$2"; }; ')
+_OUTPUT = re.compile(r"results/(?P<stage>generate|ablate|decode)/ckpt=[^/]+/task=(?P<task>\w+)/"
+                     r"(?:mode=(?P<mode>\w+)/)?part-(?P<shard>\d+)\.parquet$")
 
 
 def _timing(load_seconds: float, work_seconds: float, shards_in_job: int) -> dict[str, Any]:

@@ -26,37 +26,20 @@ if SHARDS_PER_JOB == 1:
         script:
             "../scripts/ablate.py"
 
-else:
-
-    rule ablate:
-        """Move one ablation shard from the lm_block job that scored it into place."""
-        input:
-            block=block_of("lm", "ablate"),
-        output:
-            ABLATED,
-        log:
-            "logs/ablate/{ckpt}/{task}/part-{shard}.log",
-        localrule: True
-        conda:
-            ENV
-        params:
-            **ABLATE_PARAMS,  # a changed setting reruns the block
-            source=in_block("ablate"),
-        shell:
-            MOVE_SHARD
-
 
 rule ablation_summary:
-    """Win rates and loss deltas with bootstrap intervals of one task (P0.4, P1.2)."""
+    """Win rates and loss deltas with bootstrap intervals of each task of one checkpoint (P0.4, P1.2)."""
     input:
-        lambda wc: expand(
-            "results/ablate/ckpt={{ckpt}}/task={{task}}/part-{shard}.parquet",
-            shard=shards(wc.task),
+        **per_task(
+            TASKS,
+            shards="results/ablate/ckpt={{ckpt}}/task={task}/part-{shard}.parquet",
         ),
     output:
-        "results/ablate/ckpt={ckpt}/task={task}/summary.parquet",
+        **per_task(
+            TASKS, summary="results/ablate/ckpt={{ckpt}}/task={task}/summary.parquet"
+        ),
     log:
-        "logs/ablate/{ckpt}/{task}/summary.log",
+        "logs/ablate/{ckpt}/summary.log",
     conda:
         ENV
     resources:

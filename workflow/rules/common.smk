@@ -13,14 +13,7 @@ min_version("9.0")
 # through workflow/scripts/_srcpath.py), so an installed mmgate is not required.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from mmgate.blocks import (
-    MOVE_FUNCTION,
-    Unit,
-    block_index,
-    blocks,
-    decode_units,
-    lm_units,
-)
+from mmgate.blocks import blocks, decode_units, lm_units
 from mmgate.checkpoints import discover_checkpoints
 from mmgate.cli import end_of_run
 from mmgate.config import expand_paths, read_yaml, validate_config
@@ -60,7 +53,6 @@ wildcard_constraints:
     write_task="|".join(WRITE_TASKS),
     mode="|".join(MODES),
     shard="[0-9]{3}",
-    block="[0-9]{3}",
 
 
 def _made_by_demo(path):
@@ -230,48 +222,84 @@ def _block_plan(stage, golden_mtime):
     return blocks(units, SHARDS_PER_JOB)
 
 
-def block_folder(stage, wildcards, index):
-    return f"results/blocks/ckpt={wildcards.ckpt}/{stage}-{index:03d}"
+def per_task(tasks, generation=False, **patterns):
+    """Named inputs or outputs `<name>_<task>` of a per-checkpoint job, for each of `tasks` with golden
+    rows: a pattern with {shard} gives the task's shard files (of its generation subset when
+    `generation`), one without gives one file. Fixed at parse time, like the shard counts.
+    """
+    named = {}
+    for task in tasks:
+        if not n_samples(task):
+            continue
+        for name, pattern in patterns.items():
+            if "{shard}" in pattern:
+                named[f"{name}_{task}"] = expand(
+                    pattern, task=task, shard=shards(task, generation)
+                )
+            else:
+                named[f"{name}_{task}"] = pattern.format(task=task)
+    return named
 
 
-def block_of(stage, unit_stage):
-    """Input function of a one-shard job when blocks run the work (the block holding its shard)."""
-
-    def folder(wildcards):
-        unit = shard_unit(unit_stage, wildcards)
-        return block_folder(stage, wildcards, block_index(block_plan(stage), unit))
-
-    return folder
-
-
-def block_runtime(stage, minutes):
-    """A one-shard job's `minutes` times the block's shards, growing with each attempt."""
-
-    def runtime(wildcards, attempt):
-        return minutes * attempt * len(block_plan(stage)[int(wildcards.block)])
-
-    return runtime
-
-
-def block_units(stage):
-    """Params of a block job: its units as dicts (a changed plan is a changed param)."""
-    return lambda wildcards: [
-        dataclasses.asdict(u) for u in block_plan(stage)[int(wildcards.block)]
+def block_rules(stage):
+    """The name and units of each block of `stage` (one rule per block, its outputs the shard files)."""
+    return [
+        (f"{stage}_block_{i:03d}", units) for i, units in enumerate(block_plan(stage))
     ]
+
+
+def block_outputs(units):
+    """A block's outputs, the files its shards' one-shard jobs would write (decode: table and files)."""
+    outputs = []
+    for unit in units:
+        path = unit.output("{ckpt}")
+        outputs.append(path)
+        if unit.stage == "decode":
+            outputs.append(directory(path.removesuffix(".parquet")))
+    return outputs
+
+
+def block_inputs(units):
+    """A decode block's inputs: the constrained generation shards it decodes."""
+    return [
+        CONSTRAINED.format(ckpt="{ckpt}", write_task=u.task, shard=u.shard)
+        for u in units
+    ]
+
+
+def block_threads(rule, threads):
+    """Threads of a block rule: the profile's `set-threads` for `rule` (lm_block, decode_block), else `threads`."""
+    given = workflow.resource_settings.overwrite_threads.get(rule, threads)
+    return getattr(given, "raw", given)
+
+
+def block_resources(rule, units, minutes, **needs):
+    """Resources of a block rule: `needs`, a runtime of `minutes` per shard (growing with each attempt),
+    and what the profile's `set-resources` gives `rule` (lm_block, decode_block) for every block.
+    """
+    given = workflow.resource_settings.overwrite_resources.get(rule, {})
+    total = minutes * len(units)
+    return {
+        **needs,
+        "runtime": lambda wildcards, attempt: total * attempt,
+        **{name: getattr(value, "raw", value) for name, value in given.items()},
+    }
 
 
 GENERATED = (
     "results/generate/ckpt={ckpt}/task={write_task}/mode={mode}/part-{shard}.parquet"
 )
 CONSTRAINED = "results/generate/ckpt={ckpt}/task={write_task}/mode=constrained/part-{shard}.parquet"
+CONSTRAINED_OF_TASK = CONSTRAINED.replace("{ckpt}", "{{ckpt}}").replace(
+    "{write_task}", "{task}"
+)
 DECODED = dict(
     table="results/decode/ckpt={ckpt}/task={write_task}/part-{shard}.parquet",
     files=directory("results/decode/ckpt={ckpt}/task={write_task}/part-{shard}"),
 )
 ABLATED = "results/ablate/ckpt={ckpt}/task={task}/part-{shard}.parquet"
 
-# Shared by the one-shard rules whether they run the work or move a block's shard into place:
-# a changed setting is a changed param either way, and reruns the work.
+# Params of the one-shard rules (sharding.shards_per_job: 1); a changed setting reruns the work.
 GENERATE_PARAMS = dict(
     ckpt_dir=ckpt_dir,
     template=lambda wildcards: config["templates"][wildcards.write_task],
@@ -295,37 +323,6 @@ DECODE_PARAMS = dict(
     device=config["model"]["device"],
     samples_per_shard=config["sharding"]["samples_per_shard"],
     samples_per_task=config["generation"]["samples_per_task"],
-)
-
-
-def shard_unit(stage, wildcards):
-    task = getattr(wildcards, "write_task", None) or wildcards.task
-    return Unit(stage, task, wildcards.shard, getattr(wildcards, "mode", None))
-
-
-def block_inputs(wildcards):
-    """A decode block's inputs: the constrained generation shards it decodes."""
-    return [
-        CONSTRAINED.format(ckpt=wildcards.ckpt, write_task=u.task, shard=u.shard)
-        for u in block_plan("decode")[int(wildcards.block)]
-    ]
-
-
-def in_block(stage):
-    """Param of a one-shard job when blocks run the work (where its block wrote the shard)."""
-    return lambda wildcards, input: str(
-        shard_unit(stage, wildcards).in_block(input.block)
-    )
-
-
-# `move SOURCE TARGET` in bash (mmgate.blocks.MOVE_FUNCTION), braces escaped for Snakemake's shell:
-MOVE_INTO_PLACE = MOVE_FUNCTION.replace("{", "{{").replace("}", "}}")
-MOVED = '&& echo "made by {input.block}, moved into place" > {log:q}'
-MOVE_SHARD = f"{MOVE_INTO_PLACE} move {{params.source:q}} {{output:q}} {MOVED}"
-MOVE_DECODED = (
-    f"{MOVE_INTO_PLACE} move {{params.source:q}} {{output.table:q}} "
-    '&& move "$(dirname {params.source:q})/$(basename {output.files:q})" {output.files:q} '
-    f"{MOVED}"
 )
 
 

@@ -1,6 +1,6 @@
 # Generation (P0.2, P1.1), decoding of the constrained run (P0.3) and fingerprints (P1.3).
-# With sharding.shards_per_job > 1, lm_block and decode_block jobs (blocks.smk) run the shards and
-# the one-shard rules below only move each finished shard into place.
+# With sharding.shards_per_job > 1, block rules (blocks.smk) write the same shard files instead of
+# the one-shard rules below.
 
 
 if SHARDS_PER_JOB == 1:
@@ -50,60 +50,25 @@ if SHARDS_PER_JOB == 1:
         script:
             "../scripts/decode.py"
 
-else:
-
-    rule generate:
-        """Move one generated shard from the lm_block job that made it into place."""
-        input:
-            block=block_of("lm", "generate"),
-        output:
-            GENERATED,
-        log:
-            "logs/generate/{ckpt}/{write_task}/{mode}/part-{shard}.log",
-        localrule: True
-        conda:
-            ENV
-        params:
-            **GENERATE_PARAMS,  # a changed setting reruns the block
-            source=in_block("generate"),
-        shell:
-            MOVE_SHARD
-
-    rule decode:
-        """Move one decoded shard (table and files) from the decode_block job that made it into place."""
-        input:
-            block=block_of("decode", "decode"),
-        output:
-            **DECODED,
-        log:
-            "logs/decode/{ckpt}/{write_task}/part-{shard}.log",
-        localrule: True
-        conda:
-            ENV
-        params:
-            **DECODE_PARAMS,
-            source=in_block("decode"),
-        shell:
-            MOVE_DECODED
-
 
 rule fingerprint:
-    """Fingerprint every decoded output of a task and find collapse across prompts (P1.3)."""
+    """Fingerprint every decoded output of each write task of one checkpoint, and find collapse across prompts (P1.3)."""
     input:
-        decoded=lambda wc: expand(
-            "results/decode/ckpt={{ckpt}}/task={{write_task}}/part-{shard}.parquet",
-            shard=shards(wc.write_task, generation=True),
-        ),
-        generated=lambda wc: expand(
-            "results/generate/ckpt={{ckpt}}/task={{write_task}}/mode=constrained/part-{shard}.parquet",
-            shard=shards(wc.write_task, generation=True),
+        **per_task(
+            WRITE_TASKS,
+            decoded="results/decode/ckpt={{ckpt}}/task={task}/part-{shard}.parquet",
+            generated=CONSTRAINED_OF_TASK,
+            generation=True,
         ),
         token_space=config["token_space"],
     output:
-        table="results/fingerprint/ckpt={ckpt}/task={write_task}/fingerprints.parquet",
-        collapse="results/fingerprint/ckpt={ckpt}/task={write_task}/collapse.parquet",
+        **per_task(
+            WRITE_TASKS,
+            table="results/fingerprint/ckpt={{ckpt}}/task={task}/fingerprints.parquet",
+            collapse="results/fingerprint/ckpt={{ckpt}}/task={task}/collapse.parquet",
+        ),
     log:
-        "logs/fingerprint/{ckpt}/{write_task}.log",
+        "logs/fingerprint/{ckpt}.log",
     conda:
         ENV
     resources:

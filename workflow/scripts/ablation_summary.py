@@ -1,4 +1,4 @@
-"""Statistics of one checkpoint and task over all its ablation shards."""
+"""Statistics of each task of one checkpoint over all its ablation shards."""
 
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 import pandas as pd
@@ -10,15 +10,19 @@ from mmgate.scripting import run
 
 def main(smk, log):
     settings = AblationSettings.from_config(smk.params.settings)
-    frame = pd.concat([read_parquet(p) for p in smk.input], ignore_index=True)
-    summary = summarize(frame, smk.wildcards.task, smk.params.min_n, settings.bootstrap_reps, settings.seed)
-    for row in summary.itertuples():
-        log.info("%s %s: N=%d delta %.3f [%.3f, %.3f], win rate %.2f [%.2f, %.2f]%s", smk.wildcards.task, row.condition, row.n,
-                 row.delta, row.delta_ci_low, row.delta_ci_high, row.win_rate, row.win_rate_ci_low,
-                 row.win_rate_ci_high, f" WARNING {row.warning}" if row.warning else "")
-    token_space = read_provenance(smk.input[0]).get("token_space.sha256")
-    write_parquet(summary, smk.output[0], provenance("ablation_summary", token_space, checkpoint=smk.wildcards.ckpt,
-                                                     task=smk.wildcards.task, shards=[str(p) for p in smk.input]))
+    ckpt = smk.wildcards.ckpt
+    for name, output in smk.output.items():
+        task = name.removeprefix("summary_")
+        shards = list(getattr(smk.input, f"shards_{task}"))
+        frame = pd.concat([read_parquet(p) for p in shards], ignore_index=True)
+        summary = summarize(frame, task, smk.params.min_n, settings.bootstrap_reps, settings.seed)
+        for row in summary.itertuples():
+            log.info("%s %s: N=%d delta %.3f [%.3f, %.3f], win rate %.2f [%.2f, %.2f]%s", task, row.condition, row.n,
+                     row.delta, row.delta_ci_low, row.delta_ci_high, row.win_rate, row.win_rate_ci_low,
+                     row.win_rate_ci_high, f" WARNING {row.warning}" if row.warning else "")
+        token_space = read_provenance(shards[0]).get("token_space.sha256")
+        write_parquet(summary, output, provenance("ablation_summary", token_space, checkpoint=ckpt, task=task,
+                                                  shards=[str(p) for p in shards]))
 
 
 run(snakemake, main)

@@ -1,4 +1,6 @@
-"""Decode several constrained generation shards of one checkpoint, each decoder built once."""
+"""Decode a block of one checkpoint's constrained generation shards, each decoder built once."""
+
+from pathlib import Path
 
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 import torch
@@ -11,11 +13,12 @@ from mmgate.shardjob import ShardJob
 
 def main(smk, log):
     torch.set_num_threads(smk.threads)
-    units = [Unit(**unit) for unit in smk.params.units]
+    tables = [path for path in smk.output if path.endswith(".parquet")]  # each with its folder of files
+    units = [Unit.from_output(path) for path in tables]
     base = ShardJob.from_snakemake(smk, task=units[0].task, shard=int(units[0].shard))
     work = [(unit, base.for_shard(unit.task, int(unit.shard), samples_per_task=smk.params.samples_per_task),
-             generated, unit.in_block(smk.output[0]))
-            for unit, generated in zip(units, smk.input.generated)]
+             generated, Path(table))
+            for unit, generated, table in zip(units, smk.input.generated, tables)]
     run_decode_units(work, smk.params.decoders, resolve_device(smk.params.device), log)
 
 

@@ -1,4 +1,4 @@
-"""Fingerprints of one checkpoint and task's decoded outputs, and its collapse summary."""
+"""Fingerprints of each write task's decoded outputs of one checkpoint, and its collapse summary."""
 
 from pathlib import Path
 
@@ -13,20 +13,21 @@ from mmgate.tokenspace import TokenSpace
 
 def main(smk, log):
     space = TokenSpace.load(smk.input.token_space, smk.params.task_modalities)
-    modality = space.modality_for_task(smk.wildcards.write_task)
-    decoded = []
-    for path in smk.input.decoded:
-        part = read_parquet(path)
-        part["file_path"] = [str(Path(path).parent / f) if isinstance(f, str) else None for f in part["file"]]
-        decoded.append(part)
-    generated = pd.concat([read_parquet(p) for p in smk.input.generated], ignore_index=True)
-    frame, summary = fingerprint_rows(pd.concat(decoded, ignore_index=True), generated, modality,
-                                      FingerprintSettings.from_config(smk.params.settings))
-    log.info("%s: %s", smk.wildcards.write_task, summary)
-    meta = provenance("fingerprint", space.sha256, checkpoint=smk.wildcards.ckpt, task=smk.wildcards.write_task)
-    write_parquet(frame, smk.output.table, meta)
-    summary_frame = pd.DataFrame([summary])
-    write_parquet(summary_frame, smk.output.collapse, meta)
+    settings = FingerprintSettings.from_config(smk.params.settings)
+    tasks = [name.removeprefix("table_") for name, _ in smk.output.items() if name.startswith("table_")]
+    for task in tasks:
+        decoded = []
+        for path in getattr(smk.input, f"decoded_{task}"):
+            part = read_parquet(path)
+            part["file_path"] = [str(Path(path).parent / f) if isinstance(f, str) else None for f in part["file"]]
+            decoded.append(part)
+        generated = pd.concat([read_parquet(p) for p in getattr(smk.input, f"generated_{task}")], ignore_index=True)
+        frame, summary = fingerprint_rows(pd.concat(decoded, ignore_index=True), generated,
+                                          space.modality_for_task(task), settings)
+        log.info("%s: %s", task, summary)
+        meta = provenance("fingerprint", space.sha256, checkpoint=smk.wildcards.ckpt, task=task)
+        write_parquet(frame, getattr(smk.output, f"table_{task}"), meta)
+        write_parquet(pd.DataFrame([summary]), getattr(smk.output, f"collapse_{task}"), meta)
 
 
 run(snakemake, main)

@@ -1,4 +1,6 @@
-"""Generate and ablate several shards of one checkpoint with one model load (sharding.shards_per_job)."""
+"""Generate and ablate a block of one checkpoint's shards with one model load (sharding.shards_per_job)."""
+
+from pathlib import Path
 
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 import torch
@@ -12,12 +14,12 @@ from mmgate.shardjob import ShardJob
 
 def main(smk, log):
     torch.set_num_threads(smk.threads)
-    units = [Unit(**unit) for unit in smk.params.units]
+    units = [Unit.from_output(path) for path in smk.output]
     base = ShardJob.from_snakemake(smk, task=units[0].task, shard=int(units[0].shard))
     samples_per_task = smk.params.generation["samples_per_task"]
     work = [(unit, base.for_shard(unit.task, int(unit.shard), smk.params.templates[unit.task],
-                                  samples_per_task if unit.stage == "generate" else None), unit.in_block(smk.output[0]))
-            for unit in units]
+                                  samples_per_task if unit.stage == "generate" else None), Path(path))
+            for unit, path in zip(units, smk.output)]
     run_lm_units(work, GenerationSettings.from_config(smk.params.generation),
                  AblationSettings.from_config(smk.params.ablation), log)
 
