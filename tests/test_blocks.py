@@ -1,5 +1,6 @@
 """Several shards per GPU job (sharding.shards_per_job): one model load, one parquet per shard, the same results."""
 
+import json
 import logging
 import re
 
@@ -155,3 +156,17 @@ def test_a_changed_generation_setting_reruns_the_blocks_that_generate(zoo_run, t
                     str(zoo_run / "test-overrides.yaml"), str(changed)).stdout
     assert "rule lm_block_000:" in out and "params have changed since last execution" in out
     assert "rule decode_block_000:" in out  # its inputs are made again
+
+
+@pytest.mark.slow
+def test_other_block_sizes_find_every_shard_made_and_plan_no_gpu_job(zoo_run, tmp_path):
+    """The shard files, their params and inputs do not depend on k: a cluster that moves from blocks of 8
+    to blocks of 2 (or the default 4) reruns nothing."""
+    from conftest import CONFIG, ZOO_CONFIG
+
+    overrides = json.loads((zoo_run / "test-overrides.yaml").read_text())
+    for per_job in (2, 4):
+        smaller = tmp_path / f"blocks-of-{per_job}.yaml"
+        smaller.write_text(json.dumps({**overrides, "sharding": {**overrides["sharding"], "shards_per_job": per_job}}))
+        out = snakemake("-n", "-d", str(zoo_run), "--configfile", str(CONFIG), str(ZOO_CONFIG), str(smaller)).stdout
+        assert "block_" not in out, out[-3000:]

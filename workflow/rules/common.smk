@@ -205,23 +205,6 @@ def _tasks_shards(generation):
     return {task: shards(task, generation) for task in TASKS if n_samples(task)}
 
 
-def block_plan(stage):
-    """The blocks of `stage` (lm: generate + ablate; decode), the same for every checkpoint."""
-    golden = Path(config["golden_set"])
-    return _block_plan(stage, golden.stat().st_mtime_ns if golden.exists() else None)
-
-
-@functools.lru_cache
-def _block_plan(stage, golden_mtime):
-    generated = {t: s for t, s in _tasks_shards(True).items() if t in WRITE_TASKS}
-    units = (
-        lm_units(_tasks_shards(False), generated)
-        if stage == "lm"
-        else decode_units(generated)
-    )
-    return blocks(units, SHARDS_PER_JOB)
-
-
 def per_task(tasks, generation=False, **patterns):
     """Named inputs or outputs `<name>_<task>` of a per-checkpoint job, for each of `tasks` with golden
     rows: a pattern with {shard} gives the task's shard files (of its generation subset when
@@ -242,9 +225,16 @@ def per_task(tasks, generation=False, **patterns):
 
 
 def block_rules(stage):
-    """The name and units of each block of `stage` (one rule per block, its outputs the shard files)."""
+    """The name and units of each block of `stage` (lm: generate + ablate; decode): one rule per
+    block, its outputs the shard files. The same blocks for every checkpoint."""
+    generated = {t: s for t, s in _tasks_shards(True).items() if t in WRITE_TASKS}
+    if stage == "lm":
+        units = lm_units(_tasks_shards(False), generated)
+    else:
+        units = decode_units(generated)
     return [
-        (f"{stage}_block_{i:03d}", units) for i, units in enumerate(block_plan(stage))
+        (f"{stage}_block_{i:03d}", block)
+        for i, block in enumerate(blocks(units, SHARDS_PER_JOB))
     ]
 
 
