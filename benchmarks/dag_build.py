@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
-def layout(root: Path, n: int, shards_per_job: int = 1) -> Path:
+def layout(root: Path, n: int, shards_per_job: int | None = None) -> Path:
     """N fake checkpoints, their passed P0.1 tables and a config; returns the config path."""
     demo = REPO / "resources" / "demo"
     if not (demo / "golden.parquet").exists():
@@ -61,7 +61,7 @@ def layout(root: Path, n: int, shards_per_job: int = 1) -> Path:
     })
     config["model"]["base"] = str(demo / "stage3_init")
     config["demo"]["build"] = False
-    if shards_per_job != 1:  # (a revision from before the setting would refuse the key)
+    if shards_per_job is not None:  # else the bundled config's
         config["sharding"]["shards_per_job"] = shards_per_job
     path = root / f"config-{n}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--before", help="git revision to time as well (e.g. the commit before the change)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per point; the fastest is shown")
-    parser.add_argument("--shards-per-job", type=int, default=1, help="sharding.shards_per_job of the layout")
+    parser.add_argument("--shards-per-job", type=int, help="sharding.shards_per_job of the layout (default: config.yaml's)")
     parser.add_argument("--slurm-probe", action="store_true", help="keep the SLURM plugin's scontrol call in the times")
     args = parser.parse_args()
     version = subprocess.run([str(SNAKEMAKE), "--version"], capture_output=True, text=True).stdout.strip()
