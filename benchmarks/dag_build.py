@@ -83,7 +83,7 @@ def dry_run(repo: Path, config: Path, workdir: Path, env: dict[str, str]) -> tup
 def fake_outputs_but_newest(stdout: str, workdir: Path, newest: str) -> None:
     """Every planned output except `newest`'s, as empty files (folders for directory outputs), with
     mtimes in the order the jobs make them, so that the next dry run plans only `newest` and the trend."""
-    order = ("lm_block", "generate", "ablate", "decode", "ablation_summary", "fingerprint", "report", "trend")
+    order = ("generate", "ablate", "decode", "ablation_summary", "fingerprint", "report", "trend")
     now = time.time()
     for rule, outputs in re.findall(r"^(?:local)?rule (\w+):\n(?:    input: .*\n)?    output: (.*)$", stdout, re.M):
         rank = next((i for i, prefix in enumerate(order) if rule.startswith(prefix)), None)

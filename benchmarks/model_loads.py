@@ -2,8 +2,8 @@
 
 Runs the real workflow (`snakemake --cores N`, up to the report) twice on the built demo's `good`
 checkpoint, each in a fresh working directory: `sharding.shards_per_job: 1` (a job, and a model load, per shard) and a
-larger value (one `lm_block_NNN` job loads the model once for all generate and ablate shards of
-its block, one `decode_block_NNN` builds each decoder once). Prints per setting: model-running jobs, wall
+larger value (one `generate_block_NNN` or `ablate_block_NNN` job loads the model once for the
+shards of its block, one `decode_block_NNN` builds each decoder once). Prints per setting: model-running jobs, wall
 time of the whole run (the CPU-only jobs too: fingerprints, summaries, report), and from the
 `timing` each shard's parquet records, the summed model-load and work seconds; the rest is mostly
 process start and imports (Python, torch, transformers) of each job.

@@ -52,7 +52,7 @@ def zoo_run(request):
     """The demo and the fault zoo, every stage of every checkpoint, in the demo's working directory,
     on the first TEST_PER_TASK golden examples per task (and `gates.min_n` set to that): what
     `snakemake --configfile config/config.yaml config/examples/fault-zoo.yaml` does, at an eighth of
-    the samples so that the suite stays quick, each checkpoint's 8 model shards in one job
+    the samples so that the suite stays quick, each checkpoint's 4 generation and 4 ablation shards in one job each
     (sharding.shards_per_job; the demo and walkthrough run the default 4, the cluster's incremental tests one per shard). MMGATE_TEST_ZOO_RUN=<dir> reuses such a finished run
     (made by this fixture) while working on the tests that read it."""
     import os

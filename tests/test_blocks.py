@@ -9,7 +9,7 @@ import pytest
 from conftest import snakemake
 
 from mmgate.ablation import AblationSettings, ablate_shard
-from mmgate.blocks import Unit, blocks, decode_units, job_timing, lm_units, run_lm_units
+from mmgate.blocks import Unit, ablate_units, blocks, decode_units, generate_units, job_timing, run_lm_units
 from mmgate.demo import DEFAULT_TEMPLATES, SyntheticWorld, golden_frame
 from mmgate.generation import GenerationSettings, generate_shard
 from mmgate.io import read_parquet, read_provenance, write_parquet
@@ -20,11 +20,15 @@ LOG = logging.getLogger("test_blocks")
 
 # --------------------------------------------------------------------------------------- the plan
 
-def test_language_model_units_put_constrained_generation_first_then_ablation_of_every_task():
-    units = lm_units({"t2a": ["000"], "t2i": ["000"], "a2t": ["000", "001"]}, {"t2a": ["000"], "t2i": ["000"]})
-    assert [u.label for u in units] == [
-        "generate t2a/constrained 000", "generate t2a/free 000", "generate t2i/constrained 000", "generate t2i/free 000",
-        "ablate t2a 000", "ablate t2i 000", "ablate a2t 000", "ablate a2t 001"]
+def test_generation_units_put_each_tasks_constrained_shards_first():
+    assert [u.label for u in generate_units({"t2a": ["000", "001"], "t2i": ["000"], "a2t": ["000"]})] == [
+        "generate t2a/constrained 000", "generate t2a/constrained 001", "generate t2a/free 000", "generate t2a/free 001",
+        "generate t2i/constrained 000", "generate t2i/free 000"]
+
+
+def test_ablation_units_cover_every_task_and_shard():
+    assert [u.label for u in ablate_units({"t2a": ["000"], "a2t": ["000", "001"]})] == [
+        "ablate t2a 000", "ablate a2t 000", "ablate a2t 001"]
 
 
 def test_decode_units_are_the_generation_shards_of_the_write_tasks():
@@ -64,22 +68,29 @@ def test_a_path_that_is_no_shard_output_is_refused_naming_the_expected_form():
 # ---------------------------------------------------------------------------- the rules it plans
 
 def test_each_block_is_one_job_writing_its_shards_files_with_the_profiles_block_settings(user_config, tmp_path):
-    """8 model shards (2 write tasks x 2 modes, 4 tasks ablated) in blocks of 4 and 2 decode shards in
-    one block; the profile's lm_block / decode_block entries reach every block rule."""
+    """4 generation shards (2 write tasks x 2 modes), 4 ablation shards and 2 decode shards, each stage
+    in blocks of its own of up to 3; a profile's generate_block / ablate_block / decode_block entries
+    reach every block rule of their stage."""
     check = tmp_path / "run" / "results" / "token_space" / "ckpt=mine" / "check.parquet"
     check.parent.mkdir(parents=True)
     pd.DataFrame({"artifact": ["checkpoint"], "match": [True]}).to_parquet(check)  # P0.1 passed: plan the GPU work
     out = snakemake("-n", "--cores", "8", "-d", str(tmp_path / "run"), "--configfile",
-                    str(user_config(sharding={"samples_per_shard": 128, "shards_per_job": 4})),
-                    "--set-resources", "lm_block:gpu_model=h100", "decode_block:gpu_model=l4",
-                    "--set-threads", "lm_block=3").stdout
+                    str(user_config(sharding={"samples_per_shard": 128, "shards_per_job": 3})),
+                    "--set-resources", "generate_block:gpu_model=h100", "ablate_block:gpu_model=a100",
+                    "decode_block:gpu_model=l4", "--set-threads", "generate_block=3").stdout
     jobs = {m.group(1): m.group(2) for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", out, re.M | re.S)}
-    assert {"lm_block_000", "lm_block_001", "decode_block_000"} <= set(jobs) and "lm_block_002" not in jobs
+    blocks_planned = {name for name in jobs if "_block_" in name}
+    assert blocks_planned == {"generate_block_000", "generate_block_001", "ablate_block_000", "ablate_block_001",
+                              "decode_block_000"}, sorted(jobs)
     assert not {"generate", "ablate", "decode"} & set(jobs)
-    assert "output: results/generate/ckpt=mine/task=t2a/mode=constrained/part-000.parquet," in jobs["lm_block_000"]
-    assert "results/ablate/ckpt=mine/task=i2t/part-000.parquet" in jobs["lm_block_001"]
-    for name in ("lm_block_000", "lm_block_001"):
-        assert "gpu_model=h100" in jobs[name] and "threads: 3" in jobs[name] and "runtime=240" in jobs[name]
+    assert "output: results/generate/ckpt=mine/task=t2a/mode=constrained/part-000.parquet," in jobs["generate_block_000"]
+    assert "results/generate/ckpt=mine/task=t2i/mode=free/part-000.parquet" in jobs["generate_block_001"]
+    assert "results/ablate/ckpt=mine/task=i2t/part-000.parquet" in jobs["ablate_block_001"]
+    assert not any("results/ablate/" in jobs[name] for name in ("generate_block_000", "generate_block_001"))
+    for name in ("generate_block_000", "generate_block_001"):
+        assert "gpu_model=h100" in jobs[name] and "threads: 3" in jobs[name]
+    assert "runtime=180" in jobs["generate_block_000"] and "runtime=60" in jobs["generate_block_001"]
+    assert "gpu_model=a100" in jobs["ablate_block_000"] and "threads: 2" in jobs["ablate_block_000"]
     assert "gpu_model=l4" in jobs["decode_block_000"] and "runtime=60" in jobs["decode_block_000"]
 
 
@@ -125,12 +136,13 @@ def zoo_checkpoints(zoo_run):
 
 
 @pytest.mark.slow
-def test_one_block_job_wrote_every_model_shard_of_each_checkpoint(zoo_run):
+def test_one_block_job_per_stage_wrote_every_model_shard_of_each_checkpoint(zoo_run):
     root = zoo_run / "results"
     for ckpt in zoo_checkpoints(zoo_run):
         if not (root / "ablate" / f"ckpt={ckpt}").exists():
             continue  # failed P0.1: no GPU work
-        assert "for 8 shard(s)" in (zoo_run / "logs" / "blocks" / ckpt / "lm_block_000.log").read_text()
+        for stage in ("generate", "ablate"):
+            assert "for 4 shard(s)" in (zoo_run / "logs" / "blocks" / ckpt / f"{stage}_block_000.log").read_text()
         assert len(list(root.glob(f"generate/ckpt={ckpt}/task=*/mode=*/part-*.parquet"))) == 4
         assert len(list(root.glob(f"ablate/ckpt={ckpt}/task=*/part-*.parquet"))) == 4
 
@@ -138,11 +150,11 @@ def test_one_block_job_wrote_every_model_shard_of_each_checkpoint(zoo_run):
 @pytest.mark.slow
 def test_the_shards_of_a_block_share_one_recorded_model_load(zoo_run):
     root = zoo_run / "results"
-    ckpt = "good"
-    lm = job_timing(sorted(root.glob(f"generate/ckpt={ckpt}/task=*/mode=*/part-*.parquet"))
-                    + sorted(root.glob(f"ablate/ckpt={ckpt}/task=*/part-*.parquet")))
-    decoded = job_timing(sorted(root.glob(f"decode/ckpt={ckpt}/task=*/part-*.parquet")))
-    assert len(lm) == 8 and {row["shards_in_job"] for row in lm} == {8} and len({row["load_seconds"] for row in lm}) == 1
+    for pattern in ("generate/ckpt=good/task=*/mode=*/part-*.parquet", "ablate/ckpt=good/task=*/part-*.parquet"):
+        block = job_timing(sorted(root.glob(pattern)))
+        assert len(block) == 4 and {row["shards_in_job"] for row in block} == {4}, block
+        assert len({row["load_seconds"] for row in block}) == 1, block
+    decoded = job_timing(sorted(root.glob("decode/ckpt=good/task=*/part-*.parquet")))
     assert len(decoded) == 2 and {row["shards_in_job"] for row in decoded} == {2}
 
 
@@ -154,8 +166,9 @@ def test_a_changed_generation_setting_reruns_the_blocks_that_generate(zoo_run, t
     changed.write_text("generation: {temperature: 0.7}\n")
     out = snakemake("-n", "-d", str(zoo_run), "--configfile", str(CONFIG), str(ZOO_CONFIG),
                     str(zoo_run / "test-overrides.yaml"), str(changed)).stdout
-    assert "rule lm_block_000:" in out and "params have changed since last execution" in out
+    assert "rule generate_block_000:" in out and "params have changed since last execution" in out
     assert "rule decode_block_000:" in out  # its inputs are made again
+    assert "rule ablate_block_000:" not in out  # scoring the golden targets does not depend on generation
 
 
 @pytest.mark.slow

@@ -95,16 +95,17 @@ def test_demo_through_real_sbatch_jobs_requests_gpus_and_matches_a_local_run(dem
         job_id, tres, state, submit = line.split("|", 3)
         rule = re.search(r"--comment rule_(\w+?)(?:_wildcards_\S*)?(?:\s|$)", submit)
         by_rule.setdefault(rule.group(1) if rule else "?", []).append((tres, state, submit))
-    assert {"token_space_stage2", "token_space", "lm_block_000", "decode_block_000", "fingerprint", "ablation_summary",
+    blocks = ("generate_block_000", "ablate_block_000", "decode_block_000")
+    assert {"token_space_stage2", "token_space", *blocks, "fingerprint", "ablation_summary",
             "report", "trend"} <= set(by_rule), jobs
-    # 8 model shards (2 tasks x 2 modes generate, 4 tasks ablate, one shard each): one job, one model load,
-    # and no job of a one-shard rule; the profile's lm_block / decode_block entries (gpu_model) reach them
-    assert len(by_rule["lm_block_000"]) == 1 and len(by_rule["decode_block_000"]) == 1, jobs
-    assert not {"generate", "ablate", "decode", "lm_block_001"} & set(by_rule), jobs
-    for rule in ("lm_block_000", "decode_block_000"):
+    # 4 generation shards (2 tasks x 2 modes) and 4 ablation shards (4 tasks), one shard each: a job and one model
+    # load per stage, and no job of a one-shard rule; the profile's block entries (gpu_model) reach them
+    assert all(len(by_rule[rule]) == 1 for rule in blocks), jobs
+    assert not {"generate", "ablate", "decode", "generate_block_001", "ablate_block_001"} & set(by_rule), jobs
+    for rule in blocks:
         for tres, state, submit in by_rule[rule]:
             assert "gres/gpu=1" in tres and "--gpus=fake:1" in submit and state == "COMPLETED", (tres, submit)
-    assert "for 8 shard(s)" in (tmp_path / "logs/blocks/good/lm_block_000.log").read_text()
+    assert "for 4 shard(s)" in (tmp_path / "logs/blocks/good/generate_block_000.log").read_text()
     for tres, state, submit in by_rule["token_space"]:
         assert "gres/gpu" not in tres and "-A mmgate" in submit and state == "COMPLETED"
     good = json.loads((tmp_path / "results/report/ckpt=good/gates.json").read_text())

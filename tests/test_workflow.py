@@ -372,11 +372,12 @@ def test_generation_is_planned_over_its_subset_and_ablation_over_every_row(user_
     jobs = re.findall(r"^(?:local)?rule (\w+):.*?resources: ([^\n]*)", out, re.M | re.S)
     gpus = {rule: re.search(r"gpu=(\d+)", resources).group(1) for rule, resources in jobs if "gpu=" in resources}
     assert gpus == {"generate": "2", "ablate": "2", "decode": "1"}, gpus
-    # the same 24 model shards and 4 decode shards in blocks of 5: 5 model jobs and 1 decode job
+    # the same shards in blocks of up to 5 per stage: 8 generation shards in 2, 16 ablation shards in 4, 4 decode in 1
     out = snakemake("-n", *run, "--config", "sharding={samples_per_shard: 2, shards_per_job: 5}").stdout
     counts = job_counts(out)
-    assert {rule: n for rule, n in counts.items() if "block" in rule} == \
-        {**{f"lm_block_{i:03d}": 1 for i in range(5)}, "decode_block_000": 1}, counts
+    assert {rule: n for rule, n in counts.items() if "block" in rule} == {
+        "generate_block_000": 1, "generate_block_001": 1, **{f"ablate_block_{i:03d}": 1 for i in range(4)},
+        "decode_block_000": 1}, counts
     assert not {"generate", "ablate", "decode"} & set(counts)
 
 
@@ -428,10 +429,10 @@ def test_a_dry_run_reads_the_golden_set_and_each_check_table_once_whatever_the_c
     assert reads.pop(str(tmp_path / "golden.parquet")) == 1, reads
     assert sorted(reads.values()) == [1] * len(names), reads  # each checkpoint's P0.1 table, once
     jobs = job_counts(proc.stdout)
-    # 8 golden rows per task, 4 per shard: per passed checkpoint 16 model shards (2 write tasks x 2 modes x 2
-    # shards generate, 4 tasks x 2 shards ablate) in 4 blocks of 4 (the default), 4 decode shards in one block,
-    # one fingerprint, one ablation summary and the report; the failed one plans its report only
-    per_checkpoint = {**{f"lm_block_{i:03d}": 1 for i in range(4)}, "decode_block_000": 1, "fingerprint": 1,
-                      "ablation_summary": 1}
+    # 8 golden rows per task, 4 per shard: per passed checkpoint 8 generation shards (2 write tasks x 2 modes x 2)
+    # and 8 ablation shards (4 tasks x 2) in blocks of 4 (the default), 4 decode shards in one block, one
+    # fingerprint, one ablation summary and the report; the failed one plans its report only
+    per_checkpoint = {"generate_block_000": 1, "generate_block_001": 1, "ablate_block_000": 1, "ablate_block_001": 1,
+                      "decode_block_000": 1, "fingerprint": 1, "ablation_summary": 1}
     assert {rule: jobs.get(rule) for rule in per_checkpoint} == {rule: 3 * n for rule, n in per_checkpoint.items()}, jobs
     assert jobs["report"] == len(names) and jobs["total"] == 3 * 8 + 1 + 2, jobs  # + trend and all

@@ -3,8 +3,10 @@
 A checkpoint's GPU work is many shards: generate (each write task, free and constrained), ablate
 (every task) and decode (each write task). One job per shard loads the model once per shard, which
 for a 7B checkpoint on shared storage costs minutes before the first token. With
-`sharding.shards_per_job: k`, an `lm_block_NNN` job loads the model once and runs up to k generate
-and ablate shards, and a `decode_block_NNN` job builds each decoder once for up to k decode shards.
+`sharding.shards_per_job: k`, a `generate_block_NNN` or `ablate_block_NNN` job loads the model
+once and runs up to k generation or ablation shards, and a `decode_block_NNN` job builds each
+decoder once for up to k decode shards. A block holds one stage only, so that a changed generation
+setting reruns the generation blocks and not the ablation ones (and the other way round).
 
 The plan is the same for every checkpoint (it depends on the golden set's rows per task only), so
 the workflow defines one rule per block whose outputs are the block's shard files at their usual
@@ -15,14 +17,16 @@ finished (Snakemake removes a failed job's outputs).
 
 Example:
 
-    >>> from mmgate.blocks import Unit, lm_units, blocks
-    >>> units = lm_units({"t2a": ["000", "001"], "a2t": ["000"]}, {"t2a": ["000"]})
+    >>> from mmgate.blocks import Unit, ablate_units, blocks, generate_units
+    >>> [u.label for u in generate_units({"t2a": ["000"]})]
+    ['generate t2a/constrained 000', 'generate t2a/free 000']
+    >>> units = ablate_units({"t2a": ["000", "001"], "a2t": ["000"]})
     >>> [u.label for u in units]
-    ['generate t2a/constrained 000', 'generate t2a/free 000', 'ablate t2a 000', 'ablate t2a 001', 'ablate a2t 000']
+    ['ablate t2a 000', 'ablate t2a 001', 'ablate a2t 000']
     >>> [len(b) for b in blocks(units, 2)]
-    [2, 2, 1]
+    [2, 1]
     >>> units[0].output("step-1000")
-    'results/generate/ckpt=step-1000/task=t2a/mode=constrained/part-000.parquet'
+    'results/ablate/ckpt=step-1000/task=t2a/part-000.parquet'
     >>> Unit.from_output(units[0].output("step-1000")) == units[0]
     True
 """
@@ -79,11 +83,15 @@ class Unit:
         return f"{self.stage} {self.task}{mode} {self.shard}"
 
 
-def lm_units(shards: Mapping[str, Sequence[str]], generation_shards: Mapping[str, Sequence[str]]) -> list[Unit]:
-    """The shards that load the language model, constrained generation first (decode needs it)."""
-    units = [Unit("generate", task, shard, mode)
-             for task in WRITE_TASKS for mode in GENERATION_ORDER for shard in generation_shards.get(task, [])]
-    return units + [Unit("ablate", task, shard) for task in TASKS for shard in shards.get(task, [])]
+def generate_units(generation_shards: Mapping[str, Sequence[str]]) -> list[Unit]:
+    """The generation shards of the write tasks, constrained first in each task (decode needs those)."""
+    return [Unit("generate", task, shard, mode)
+            for task in WRITE_TASKS for mode in GENERATION_ORDER for shard in generation_shards.get(task, [])]
+
+
+def ablate_units(shards: Mapping[str, Sequence[str]]) -> list[Unit]:
+    """The ablation shards of every task."""
+    return [Unit("ablate", task, shard) for task in TASKS for shard in shards.get(task, [])]
 
 
 def decode_units(generation_shards: Mapping[str, Sequence[str]]) -> list[Unit]:
@@ -107,9 +115,10 @@ def _timing(load_seconds: float, work_seconds: float, shards_in_job: int) -> dic
             "shards_in_job": shards_in_job}
 
 
-def run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "GenerationSettings",
-                 ablation: "AblationSettings", log: logging.Logger, progress: bool = True) -> None:
-    """Run generate and ablate shards of one checkpoint with one model load, each written to its path."""
+def run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "GenerationSettings | None",
+                 ablation: "AblationSettings | None", log: logging.Logger, progress: bool = True) -> None:
+    """Run generate or ablate shards of one checkpoint with one model load, each written to its path
+    (`generation` or `ablation` may be None where no shard of that stage is in `work`)."""
     from .ablation import ablate_shard
     from .generation import generate_shard
     from .io import write_parquet

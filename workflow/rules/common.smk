@@ -13,7 +13,7 @@ min_version("9.0")
 # through workflow/scripts/_srcpath.py), so an installed mmgate is not required.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from mmgate.blocks import blocks, decode_units, lm_units
+from mmgate.blocks import ablate_units, blocks, decode_units, generate_units
 from mmgate.checkpoints import discover_checkpoints
 from mmgate.cli import end_of_run
 from mmgate.config import expand_paths, read_yaml, validate_config
@@ -225,13 +225,14 @@ def per_task(tasks, generation=False, **patterns):
 
 
 def block_rules(stage):
-    """The name and units of each block of `stage` (lm: generate + ablate; decode): one rule per
-    block, its outputs the shard files. The same blocks for every checkpoint."""
+    """The name and units of each block of `stage` (generate, ablate, decode): one rule per block,
+    its outputs the shard files. The same blocks for every checkpoint."""
     generated = {t: s for t, s in _tasks_shards(True).items() if t in WRITE_TASKS}
-    if stage == "lm":
-        units = lm_units(_tasks_shards(False), generated)
-    else:
-        units = decode_units(generated)
+    units = {
+        "generate": lambda: generate_units(generated),
+        "ablate": lambda: ablate_units(_tasks_shards(False)),
+        "decode": lambda: decode_units(generated),
+    }[stage]()
     return [
         (f"{stage}_block_{i:03d}", block)
         for i, block in enumerate(blocks(units, SHARDS_PER_JOB))
@@ -258,14 +259,14 @@ def block_inputs(units):
 
 
 def block_threads(rule, threads):
-    """Threads of a block rule: the profile's `set-threads` for `rule` (lm_block, decode_block), else `threads`."""
+    """Threads of a block rule: the profile's `set-threads` for `rule` (e.g. generate_block), else `threads`."""
     given = workflow.resource_settings.overwrite_threads.get(rule, threads)
     return getattr(given, "raw", given)
 
 
 def block_resources(rule, units, minutes, **needs):
     """Resources of a block rule: `needs`, a runtime of `minutes` per shard (growing with each attempt),
-    and what the profile's `set-resources` gives `rule` (lm_block, decode_block) for every block.
+    and what the profile's `set-resources` gives `rule` (e.g. generate_block) for every block.
     """
     given = workflow.resource_settings.overwrite_resources.get(rule, {})
     total = minutes * len(units)

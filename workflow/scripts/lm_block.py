@@ -1,4 +1,4 @@
-"""Generate and ablate a block of one checkpoint's shards with one model load (sharding.shards_per_job)."""
+"""Generate or ablate a block of one checkpoint's shards with one model load (sharding.shards_per_job)."""
 
 from pathlib import Path
 
@@ -16,12 +16,13 @@ def main(smk, log):
     torch.set_num_threads(smk.threads)
     units = [Unit.from_output(path) for path in smk.output]
     base = ShardJob.from_snakemake(smk, task=units[0].task, shard=int(units[0].shard))
-    samples_per_task = smk.params.generation["samples_per_task"]
+    generation, ablation = getattr(smk.params, "generation", None), getattr(smk.params, "ablation", None)
+    samples_per_task = generation["samples_per_task"] if generation else None
     work = [(unit, base.for_shard(unit.task, int(unit.shard), smk.params.templates[unit.task],
                                   samples_per_task if unit.stage == "generate" else None), Path(path))
             for unit, path in zip(units, smk.output)]
-    run_lm_units(work, GenerationSettings.from_config(smk.params.generation),
-                 AblationSettings.from_config(smk.params.ablation), log)
+    run_lm_units(work, GenerationSettings.from_config(generation) if generation else None,
+                 AblationSettings.from_config(ablation) if ablation else None, log)
 
 
 run(snakemake, main)
