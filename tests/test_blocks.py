@@ -9,7 +9,16 @@ import pytest
 from conftest import snakemake
 
 from mmgate.ablation import AblationSettings, ablate_shard
-from mmgate.blocks import Unit, ablate_units, blocks, decode_units, generate_units, job_timing, run_lm_units
+from mmgate.blocks import (
+    KeptShards,
+    Unit,
+    ablate_units,
+    blocks,
+    decode_units,
+    generate_units,
+    job_timing,
+    run_lm_units,
+)
 from mmgate.demo import DEFAULT_TEMPLATES, SyntheticWorld, golden_frame
 from mmgate.generation import GenerationSettings, generate_shard
 from mmgate.io import read_parquet, read_provenance, write_parquet
@@ -128,6 +137,127 @@ def test_a_block_loads_the_model_once_and_gives_each_shard_what_a_job_of_its_own
     assert [row["stage"] for row in job_timing(outputs)] == ["generate", "ablate", "generate"]
 
 
+# ------------------------------------------ a failed block keeps its finished shards (KeptShards)
+
+def finished_shard(root, name="part-000", text="finished"):
+    shard = root / "results" / "ablate" / "ckpt=s1" / "task=t2a" / f"{name}.parquet"
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    shard.write_text(text)
+    return shard
+
+
+def kept_entries(root):
+    return sorted(p.name for p in (root / "results" / ".kept").rglob("*@*"))
+
+
+def test_a_kept_shard_comes_back_after_snakemake_removed_the_failed_jobs_outputs(tmp_path):
+    shard = finished_shard(tmp_path)
+    kept = KeptShards("settings", root=tmp_path / "results" / ".kept")
+    kept.keep(shard)
+    shard.unlink()
+    assert kept.restore(shard) and shard.read_text() == "finished"
+    assert not kept.restore(shard.with_name("part-001.parquet"))  # never finished: computed
+
+
+def test_a_kept_decode_shard_comes_back_with_its_folder_of_decoded_files(tmp_path):
+    shard = finished_shard(tmp_path)
+    (shard.with_suffix("") / "a").mkdir(parents=True)
+    (shard.with_suffix("") / "a" / "0.wav").write_text("wave")
+    kept = KeptShards("settings", root=tmp_path / "results" / ".kept")
+    kept.keep(shard, with_folder=True)
+    shard.unlink()
+    (shard.with_suffix("") / "a" / "0.wav").unlink()
+    assert kept.restore(shard, with_folder=True)
+    assert (shard.with_suffix("") / "a" / "0.wav").read_text() == "wave"
+
+
+def test_a_folder_missing_from_the_kept_entry_is_no_restore(tmp_path):
+    shard = finished_shard(tmp_path)
+    kept = KeptShards("settings", root=tmp_path / "results" / ".kept")
+    kept.keep(shard)  # the table alone
+    assert not kept.restore(shard, with_folder=True)
+
+
+@pytest.mark.parametrize("change", ["params", "input", "code"])
+def test_a_changed_param_input_or_code_restores_nothing_and_drops_the_stale_entry(tmp_path, change):
+    shard = finished_shard(tmp_path)
+    golden, script = tmp_path / "golden.parquet", tmp_path / "block.py"
+    golden.write_text("rows")
+    script.write_text("print('v1')")
+    root = tmp_path / "results" / ".kept"
+    KeptShards.for_job({"temperature": 1.0}, [golden], [script], root=root).keep(shard)
+    if change == "params":
+        params = {"temperature": 0.7}
+    else:
+        params = {"temperature": 1.0}
+        (golden if change == "input" else script).write_text("rows, edited")
+    later = KeptShards.for_job(params, [golden], [script], root=root)
+    assert not later.restore(shard)
+    assert kept_entries(tmp_path) == []
+
+
+def test_the_same_params_inputs_and_code_give_the_same_key(tmp_path):
+    golden = tmp_path / "golden.parquet"
+    golden.write_text("rows")
+    first, again = (KeptShards.for_job({"seed": 1, "model": {"dtype": "bf16"}}, [golden], root=tmp_path) for _ in range(2))
+    assert first.key == again.key
+
+
+def test_releasing_a_finished_block_drops_its_entries_and_keeps_its_shards(tmp_path):
+    shards = [finished_shard(tmp_path, f"part-00{i}") for i in range(2)]
+    kept = KeptShards("settings", root=tmp_path / "results" / ".kept")
+    for shard in shards:
+        kept.keep(shard)
+    kept.release(shards)
+    assert not (tmp_path / "results" / ".kept").exists() and all(s.read_text() == "finished" for s in shards)
+
+
+def test_a_block_killed_in_its_second_shard_restores_the_first_and_recomputes_the_rest(base_job, tmp_path, monkeypatch):
+    import mmgate.generation
+
+    units = [Unit("generate", "t2a", "000", "constrained"), Unit("generate", "t2a", "001", "constrained")]
+    jobs = [base_job.for_shard(u.task, int(u.shard), DEFAULT_TEMPLATES[u.task]) for u in units]
+    outputs = [tmp_path / "results" / "generate" / f"part-00{i}.parquet" for i in range(2)]
+    kept = KeptShards("settings", root=tmp_path / "results" / ".kept")
+    generation = GenerationSettings(batch_size=2, seed=4)
+    real, calls = mmgate.generation.generate_shard, []
+
+    def killed_in_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("CUDA out of memory (the second shard)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mmgate.generation, "generate_shard", killed_in_second)
+    with pytest.raises(MemoryError):
+        run_lm_units(list(zip(units, jobs, outputs)), generation, None, LOG, progress=False, kept=kept)
+    first = outputs[0].read_bytes()
+    outputs[0].unlink()  # Snakemake removes a failed job's outputs
+
+    monkeypatch.setattr(mmgate.generation, "generate_shard", real)
+    loads = []
+    load_model = ShardJob.load_model
+    monkeypatch.setattr(ShardJob, "load_model", lambda self: loads.append(self.task) or load_model(self))
+    run_lm_units(list(zip(units, jobs, outputs)), generation, None, LOG, progress=False, kept=kept)
+
+    assert outputs[0].read_bytes() == first  # the same file, timing included: not generated again
+    assert read_parquet(outputs[1])["sample_id"].tolist() and len(loads) == 1
+    assert kept_entries(tmp_path) == []
+
+
+def test_a_block_whose_every_shard_is_kept_loads_no_model(base_job, tmp_path, monkeypatch):
+    unit = Unit("ablate", "a2t", "000")
+    job = base_job.for_shard(unit.task, 0, DEFAULT_TEMPLATES[unit.task])
+    output = tmp_path / "results" / "ablate" / "part-000.parquet"
+    kept = KeptShards("settings", root=tmp_path / "results" / ".kept")
+    write_parquet(ablate_shard(job, AblationSettings(batch_size=2))[0], output, {})
+    kept.keep(output)
+    output.unlink()
+    monkeypatch.setattr(ShardJob, "load_model", lambda self: pytest.fail("loaded a model for a kept shard"))
+    run_lm_units([(unit, job, output)], None, AblationSettings(batch_size=2), LOG, progress=False, kept=kept)
+    assert output.exists()
+
+
 # ------------------------------------------- through Snakemake: the suite's zoo run uses blocks of 8
 # (tests/conftest.py); test_cluster runs blocks through real SLURM against a one-shard local run
 
@@ -183,3 +313,42 @@ def test_other_block_sizes_find_every_shard_made_and_plan_no_gpu_job(zoo_run, tm
         smaller.write_text(json.dumps({**overrides, "sharding": {**overrides["sharding"], "shards_per_job": per_job}}))
         out = snakemake("-n", "-d", str(zoo_run), "--configfile", str(CONFIG), str(ZOO_CONFIG), str(smaller)).stdout
         assert not re.findall(r"^rule (\w+_block_\d+):", out, re.M), out[-3000:]  # reports rerun: config is their param
+
+
+@pytest.mark.slow
+def test_a_block_killed_by_the_cluster_keeps_its_finished_shards_for_the_next_run(user_config, mini_demo, tmp_path):
+    """The job is killed (SIGKILL, as at a SLURM time limit) once its first shard is kept; Snakemake
+    removes the job's outputs; the next run restores that shard and computes the others."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+    from conftest import BIN, REPO, stage2_shard
+
+    workdir = tmp_path / "run"
+    config = user_config(sharding={"samples_per_shard": 4, "shards_per_job": 4},
+                         stage2={"shards": [stage2_shard(mini_demo, tmp_path / "stage2.parquet")]})
+    first = "results/generate/ckpt=mine/task=t2a/mode=constrained/part-000.parquet"
+    targets = [first.replace("part-000", f"part-00{i}") for i in range(2)]
+    command = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), *targets, "--cores", "2",
+               "-d", str(workdir), "--configfile", str(config)]
+    kept_first = workdir / "results" / ".kept" / "generate" / "ckpt=mine" / "task=t2a" / "mode=constrained"
+    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 600
+    while not list(kept_first.glob("part-000.parquet@*")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    block = [p for p in psutil.Process(run.pid).children(recursive=True) if "lm_block" in " ".join(p.cmdline())]
+    assert block, f"no block job to kill (snakemake exit {run.poll()}):\n{run.stdout.read()[-3000:] if run.poll() is not None else ''}"
+    os.kill(block[0].pid, signal.SIGKILL)
+    out, _ = run.communicate(timeout=300)
+    assert run.returncode != 0 and "generate_block_000" in out, out[-3000:]
+    assert not (workdir / first).exists()  # Snakemake removed the failed job's outputs
+
+    snakemake(*targets, "--cores", "2", "-d", str(workdir), "--configfile", str(config))
+    log = (workdir / "logs" / "blocks" / "mine" / "generate_block_000.log").read_text()
+    assert "generate t2a/constrained 000: restored" in log, log
+    assert "generate t2a/constrained 001: restored" not in log
+    assert all((workdir / t).exists() for t in targets)
+    assert not (workdir / "results" / ".kept").exists()  # a finished block drops what it kept

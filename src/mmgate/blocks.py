@@ -12,8 +12,11 @@ The plan is the same for every checkpoint (it depends on the golden set's rows p
 the workflow defines one rule per block whose outputs are the block's shard files at their usual
 paths, each written atomically as a one-shard job writes it: the report, `mmgate diff` and every
 reader see the same files whatever k is, and the DAG holds one job per block, not one per shard.
-The price of a large k is coarser resumability: a block that fails loses the shards it had
-finished (Snakemake removes a failed job's outputs).
+A block that fails (killed at its time limit, out of memory, preempted) keeps the shards it had
+finished: Snakemake removes a failed job's outputs, so each finished shard is also hard-linked
+under `results/.kept/` (`KeptShards`), keyed by the job's params, inputs and mmgate's code; the
+next attempt with the same key restores them instead of recomputing, and a block that succeeds
+drops its entries.
 
 Example:
 
@@ -33,8 +36,12 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,16 +116,178 @@ _OUTPUT = re.compile(r"results/(?P<stage>generate|ablate|decode)/ckpt=[^/]+/task
                      r"(?:mode=(?P<mode>\w+)/)?part-(?P<shard>\d+)\.parquet$")
 
 
+KEPT_ROOT = Path("results") / ".kept"
+
+
+def code_digest(extra: Iterable[str | Path] = ()) -> str:
+    """sha256 of mmgate's own source and `extra` files (a block's script): a changed code is a new key."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in [*sorted(package.rglob("*.py")), *map(Path, extra)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def inputs_identity(paths: Iterable[str | Path]) -> list[tuple[str, int, int]]:
+    """(path, size, mtime in ns) of each input: what Snakemake's own rerun triggers look at."""
+    identity = []
+    for path in paths:
+        stat = os.stat(path)
+        identity.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return sorted(identity)
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard-link `source` (a file or a folder of files) at `target`; copies where links are refused."""
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system, or one without hard links
+            shutil.copy2(src, dst)
+
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=link)
+    else:
+        link(str(source), str(target))
+
+
+class KeptShards:
+    """Finished shards of a block job, kept where a failure of a later shard cannot delete them.
+
+    Snakemake removes every output of a failed job, so a block of k shards killed in its last shard
+    would lose k - 1 finished ones. `keep(output)` hard-links a finished shard's files (its parquet,
+    and a decode shard's folder) under `root`, named by the output's path and `key`; `restore(output)`
+    puts them back and says whether it could. The key is a digest of what decides a shard's content
+    (the job's params, its inputs' sizes and times, mmgate's code): an attempt with anything changed
+    finds no entry and recomputes, and its stale entries are dropped. `release` drops a finished
+    block's entries (the shards themselves stay: hard links share their data).
+
+    Example:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> work = Path(tempfile.mkdtemp())
+        >>> shard = work / "results/ablate/ckpt=s1/task=t2a/part-000.parquet"
+        >>> shard.parent.mkdir(parents=True); _ = shard.write_text("finished")
+        >>> kept = KeptShards(key="params+inputs+code", root=work / "results/.kept")
+        >>> kept.keep(shard)
+        >>> shard.unlink()  # what Snakemake does to a failed job's outputs
+        >>> kept.restore(shard), shard.read_text()
+        (True, 'finished')
+        >>> KeptShards(key="other settings", root=work / "results/.kept").restore(shard.with_name("part-001.parquet"))
+        False
+    """
+
+    def __init__(self, key: str, root: str | Path = KEPT_ROOT):
+        self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self.root = Path(root)
+
+    @classmethod
+    def for_job(cls, params: Mapping[str, Any], inputs: Iterable[str | Path], scripts: Iterable[str | Path] = (),
+                root: str | Path = KEPT_ROOT) -> KeptShards:
+        """The kept shards of a job with these params and inputs, run by `scripts` and this mmgate."""
+        key = json.dumps({"params": dict(params), "inputs": inputs_identity(inputs), "code": code_digest(scripts)},
+                         sort_keys=True, default=str)
+        return cls(key, root)
+
+    @classmethod
+    def for_snakemake(cls, smk: Any) -> KeptShards:
+        """`for_job` of a Snakemake block job (its scripts: the workflow's, not Snakemake's per-job copy)."""
+        return cls.for_job(dict(smk.params.items()), list(smk.input), sorted(Path(smk.scriptdir).glob("*.py")))
+
+    def _entries(self, output: Path) -> list[Path]:
+        """Every kept entry of `output` (parquet and, for decode, its folder), whatever its key."""
+        folder = self._folder(output)
+        if not folder.is_dir():
+            return []
+        return sorted(folder.glob(f"{output.name}@*")) + sorted(folder.glob(f"{output.with_suffix('').name}@*"))
+
+    def _folder(self, output: Path) -> Path:
+        parts = Path(output).parts
+        below = parts[parts.index("results") + 1 : -1] if "results" in parts else Path(output).resolve().parts[1:-1]
+        return self.root.joinpath(*below)
+
+    def keep(self, output: str | Path, with_folder: bool = False) -> None:
+        """Hard-link a finished shard (and its decoded files' folder, with `with_folder`) under the key."""
+        output = Path(output)
+        folder = self._folder(output)
+        folder.mkdir(parents=True, exist_ok=True)
+        for source in [output, output.with_suffix("")] if with_folder else [output]:
+            target = folder / f"{source.name}@{self.key}"
+            partial = folder / f".{source.name}@{self.key}.partial"
+            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+            _link_tree(source, partial)
+            _replace(partial, target)
+
+    def restore(self, output: str | Path, with_folder: bool = False) -> bool:
+        """Put back a shard kept under this key (and drop entries of other keys); False when none is."""
+        output = Path(output)
+        folder = self._folder(output)
+        sources = [output, output.with_suffix("")] if with_folder else [output]
+        entries = [folder / f"{source.name}@{self.key}" for source in sources]
+        for stale in self._entries(output):
+            if stale not in entries:
+                _remove(stale)
+        if not all(entry.exists() for entry in entries):
+            return False
+        for entry, source in zip(entries, sources):
+            source.parent.mkdir(parents=True, exist_ok=True)
+            partial = source.with_name(f".{source.name}.restoring")
+            _remove(partial)
+            _link_tree(entry, partial)
+            if source.is_dir():
+                shutil.rmtree(source)
+            _replace(partial, source)
+        return True
+
+    def release(self, outputs: Iterable[str | Path]) -> None:
+        """Drop the entries of a block whose every shard is written."""
+        for output in outputs:
+            for entry in self._entries(Path(output)):
+                _remove(entry)
+            folder = self._folder(Path(output))
+            while folder.is_dir() and not any(folder.iterdir()):  # up to the root, which goes when empty
+                folder.rmdir()
+                if folder == self.root:
+                    break
+                folder = folder.parent
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Rename `source` onto `target` (a folder target is removed first: rename cannot replace one)."""
+    if target.is_dir():
+        shutil.rmtree(target)
+    os.replace(source, target)
+
+
 def _timing(load_seconds: float, work_seconds: float, shards_in_job: int) -> dict[str, Any]:
     """Recorded with each shard: a block's one load is shared by its shards (the report's per-job view)."""
     return {"load_seconds": round(load_seconds, 3), "work_seconds": round(work_seconds, 3),
             "shards_in_job": shards_in_job}
 
 
+def _restored(kept: KeptShards | None, unit: Unit, output: Path, log: logging.Logger, with_folder: bool = False) -> bool:
+    if kept is None or not kept.restore(output, with_folder):
+        return False
+    log.info("%s: restored as an earlier attempt of this job finished it (same params, inputs and code; kept in %s)",
+             unit.label, kept.root)
+    return True
+
+
 def run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "GenerationSettings | None",
-                 ablation: "AblationSettings | None", log: logging.Logger, progress: bool = True) -> None:
+                 ablation: "AblationSettings | None", log: logging.Logger, progress: bool = True,
+                 kept: KeptShards | None = None) -> None:
     """Run generate or ablate shards of one checkpoint with one model load, each written to its path
-    (`generation` or `ablation` may be None where no shard of that stage is in `work`)."""
+    (`generation` or `ablation` may be None where no shard of that stage is in `work`). With `kept`, a
+    shard an earlier failed attempt finished is restored, not recomputed (no load when all are), and
+    each finished shard is kept until the whole block is written."""
     from .ablation import ablate_shard
     from .generation import generate_shard
     from .io import write_parquet
@@ -126,6 +295,8 @@ def run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "Gen
     loaded = None
     load_seconds = 0.0
     for unit, job, output in work:
+        if _restored(kept, unit, output, log):
+            continue
         if loaded is None:
             began = time.perf_counter()
             loaded = job.load_model()
@@ -145,11 +316,16 @@ def run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "Gen
             raise ValueError(f"{unit.label}: not a language-model shard")
         meta["timing"] = _timing(load_seconds, time.perf_counter() - began, len(work))
         write_parquet(frame, output, meta)
+        if kept is not None:
+            kept.keep(output)
+    if kept is not None:
+        kept.release(output for _, _, output in work)
 
 
 def run_decode_units(work: Sequence[tuple[Unit, "ShardJob", Path, Path]], decoders: Mapping[str, Any], device: str,
-                     log: logging.Logger) -> None:
-    """Decode shards (unit, job, generated parquet, output parquet), building each decoder once."""
+                     log: logging.Logger, kept: KeptShards | None = None) -> None:
+    """Decode shards (unit, job, generated parquet, output parquet), building each decoder once (`kept`: as
+    in `run_lm_units`, each shard with its folder of decoded files)."""
     from .decode import decode_shard
     from .decoders import build_decoder
     from .io import read_parquet, read_provenance, write_parquet
@@ -157,6 +333,8 @@ def run_decode_units(work: Sequence[tuple[Unit, "ShardJob", Path, Path]], decode
     built: dict[str, Any] = {}
     load_seconds = 0.0
     for unit, job, generated, output in work:
+        if _restored(kept, unit, output, log, with_folder=True):
+            continue
         kind = job.modality.kind
         if kind not in built:
             began = time.perf_counter()
@@ -171,6 +349,10 @@ def run_decode_units(work: Sequence[tuple[Unit, "ShardJob", Path, Path]], decode
         meta = job.provenance("decode", decoder=decoders[kind], generation=read_provenance(generated).get("settings"),
                               timing=_timing(load_seconds, time.perf_counter() - began, len(work)))
         write_parquet(frame, output, meta)
+        if kept is not None:
+            kept.keep(output, with_folder=True)
+    if kept is not None:
+        kept.release(output for *_, output in work)
 
 
 def job_timing(paths: Iterable[str | Path]) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 import torch
 
-from mmgate.blocks import Unit, run_decode_units
+from mmgate.blocks import KeptShards, Unit, run_decode_units
 from mmgate.loading import resolve_device
 from mmgate.scripting import run
 from mmgate.shardjob import ShardJob
@@ -19,7 +19,7 @@ def main(smk, log):
     work = [(unit, base.for_shard(unit.task, int(unit.shard), samples_per_task=smk.params.samples_per_task),
              generated, Path(table))
             for unit, generated, table in zip(units, smk.input.generated, tables)]
-    run_decode_units(work, smk.params.decoders, resolve_device(smk.params.device), log)
+    run_decode_units(work, smk.params.decoders, resolve_device(smk.params.device), log, kept=KeptShards.for_snakemake(smk))
 
 
 run(snakemake, main)

@@ -6,7 +6,7 @@ import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 import torch
 
 from mmgate.ablation import AblationSettings
-from mmgate.blocks import Unit, run_lm_units
+from mmgate.blocks import KeptShards, Unit, run_lm_units
 from mmgate.generation import GenerationSettings
 from mmgate.scripting import run
 from mmgate.shardjob import ShardJob
@@ -22,7 +22,7 @@ def main(smk, log):
                                   samples_per_task if unit.stage == "generate" else None), Path(path))
             for unit, path in zip(units, smk.output)]
     run_lm_units(work, GenerationSettings.from_config(generation) if generation else None,
-                 AblationSettings.from_config(ablation) if ablation else None, log)
+                 AblationSettings.from_config(ablation) if ablation else None, log, kept=KeptShards.for_snakemake(smk))
 
 
 run(snakemake, main)
