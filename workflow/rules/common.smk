@@ -228,11 +228,12 @@ def block_rules(stage):
     """The name and units of each block of `stage` (generate, ablate, decode): one rule per block,
     its outputs the shard files. The same blocks for every checkpoint."""
     generated = {t: s for t, s in _tasks_shards(True).items() if t in WRITE_TASKS}
-    units = {
-        "generate": lambda: generate_units(generated),
-        "ablate": lambda: ablate_units(_tasks_shards(False)),
-        "decode": lambda: decode_units(generated),
-    }[stage]()
+    if stage == "generate":
+        units = generate_units(generated)
+    elif stage == "decode":
+        units = decode_units(generated)
+    else:
+        units = ablate_units(_tasks_shards(False))
     return [
         (f"{stage}_block_{i:03d}", block)
         for i, block in enumerate(blocks(units, SHARDS_PER_JOB))
