@@ -245,6 +245,19 @@ def test_a_block_killed_in_its_second_shard_restores_the_first_and_recomputes_th
     assert kept_entries(tmp_path) == []
 
 
+def test_a_shard_that_cannot_be_kept_is_still_written_and_the_block_goes_on(base_job, tmp_path, caplog):
+    unit = Unit("ablate", "a2t", "000")
+    job = base_job.for_shard(unit.task, 0, DEFAULT_TEMPLATES[unit.task])
+    output = tmp_path / "results" / "ablate" / "part-000.parquet"
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / ".kept").write_text("a file where the kept folder goes")
+    kept = KeptShards("settings", root=tmp_path / "results" / ".kept")
+    with caplog.at_level(logging.WARNING):
+        run_lm_units([(unit, job, output)], None, AblationSettings(batch_size=2), LOG, progress=False, kept=kept)
+    assert read_parquet(output)["sample_id"].nunique() == len(job.rows)
+    assert "not kept" in caplog.text
+
+
 def test_a_block_whose_every_shard_is_kept_loads_no_model(base_job, tmp_path, monkeypatch):
     unit = Unit("ablate", "a2t", "000")
     job = base_job.for_shard(unit.task, 0, DEFAULT_TEMPLATES[unit.task])

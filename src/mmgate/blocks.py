@@ -274,11 +274,36 @@ def _timing(load_seconds: float, work_seconds: float, shards_in_job: int) -> dic
 
 
 def _restored(kept: KeptShards | None, unit: Unit, output: Path, log: logging.Logger, with_folder: bool = False) -> bool:
-    if kept is None or not kept.restore(output, with_folder):
+    if kept is None:
+        return False
+    try:
+        if not kept.restore(output, with_folder):
+            return False
+    except OSError as err:  # keeping is a saving, never a reason to fail: compute the shard instead
+        log.warning("%s: could not restore it from %s (%s); computing it again", unit.label, kept.root, err)
         return False
     log.info("%s: restored as an earlier attempt of this job finished it (same params, inputs and code; kept in %s)",
              unit.label, kept.root)
     return True
+
+
+def _keep(kept: KeptShards | None, unit: Unit, output: Path, log: logging.Logger, with_folder: bool = False) -> None:
+    if kept is None:
+        return
+    try:
+        kept.keep(output, with_folder)
+    except OSError as err:
+        log.warning("%s: written, but not kept in %s (%s): if a later shard of this block fails, it is computed "
+                    "again", unit.label, kept.root, err)
+
+
+def _release(kept: KeptShards | None, outputs: Iterable[Path], log: logging.Logger) -> None:
+    if kept is None:
+        return
+    try:
+        kept.release(outputs)
+    except OSError as err:
+        log.warning("every shard is written; %s could not drop its entries (%s): delete them by hand", kept.root, err)
 
 
 def run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "GenerationSettings | None",
@@ -316,10 +341,8 @@ def run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "Gen
             raise ValueError(f"{unit.label}: not a language-model shard")
         meta["timing"] = _timing(load_seconds, time.perf_counter() - began, len(work))
         write_parquet(frame, output, meta)
-        if kept is not None:
-            kept.keep(output)
-    if kept is not None:
-        kept.release(output for _, _, output in work)
+        _keep(kept, unit, output, log)
+    _release(kept, [output for _, _, output in work], log)
 
 
 def run_decode_units(work: Sequence[tuple[Unit, "ShardJob", Path, Path]], decoders: Mapping[str, Any], device: str,
@@ -349,10 +372,8 @@ def run_decode_units(work: Sequence[tuple[Unit, "ShardJob", Path, Path]], decode
         meta = job.provenance("decode", decoder=decoders[kind], generation=read_provenance(generated).get("settings"),
                               timing=_timing(load_seconds, time.perf_counter() - began, len(work)))
         write_parquet(frame, output, meta)
-        if kept is not None:
-            kept.keep(output, with_folder=True)
-    if kept is not None:
-        kept.release(output for *_, output in work)
+        _keep(kept, unit, output, log, with_folder=True)
+    _release(kept, [output for *_, output in work], log)
 
 
 def job_timing(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
