@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mmgate.cli import main as cli
-from mmgate.report import build_trend, length_audit, training_dynamics
+from mmgate.report import build_trend, length_audit, training_dynamics, verdict_config
 
 
 def gates_json(path, ckpt, step, p04="PASS", end_rate=0.5):
@@ -89,6 +89,16 @@ def test_inspect_json_lists_gates_fixes_and_evidence(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out[0]["gates"]["P0.4"] == "FAIL" and out[0]["fixes"] == {"P0.4": "more T2A"}
     assert out[0]["evidence"] == {"P0.4": ["x.parquet"]}
+
+
+def test_the_verdict_config_ignores_which_checkpoints_run_and_how_work_is_cut_into_jobs():
+    config = {"checkpoints": {"a": "runs/a"}, "checkpoint_glob": None, "sharding": {"shards_per_job": 4},
+              "demo": {"build": True}, "gates": {"min_n": 30}, "generation": {"temperature": 1.0}}
+    grown = {**config, "checkpoints": {"a": "runs/a", "b": "runs/b"}, "sharding": {"shards_per_job": 8}}
+    stricter = {**config, "gates": {"min_n": 60}}
+    assert verdict_config(grown) == verdict_config(config)
+    assert verdict_config(stricter) != verdict_config(config)
+    assert set(verdict_config(config)) == {"gates", "generation"}
 
 
 def test_length_audit_counts_what_a_fixed_limit_truncates():

@@ -436,3 +436,20 @@ def test_a_dry_run_reads_the_golden_set_and_each_check_table_once_whatever_the_c
                       "decode_block_000": 1, "fingerprint": 1, "ablation_summary": 1}
     assert {rule: jobs.get(rule) for rule in per_checkpoint} == {rule: 3 * n for rule, n in per_checkpoint.items()}, jobs
     assert jobs["report"] == len(names) and jobs["total"] == 3 * 8 + 1 + 2, jobs  # + trend and all
+
+
+@pytest.mark.slow
+def test_a_checkpoint_added_to_an_explicit_list_plans_only_its_own_jobs_and_the_trend(zoo_run, tmp_path):
+    """Listing checkpoints by name (no glob) is the common way to verify a few of them: one more entry must
+    not rerun the reports of those already verified (the list is no param of theirs)."""
+    from conftest import CONFIG, ZOO_CONFIG
+
+    listed = yaml.safe_load(ZOO_CONFIG.read_text())["checkpoints"]
+    grown = tmp_path / "one-more.yaml"
+    grown.write_text(yaml.safe_dump({"checkpoints": {**listed, "late": listed["good"]}}))
+    proc = snakemake("-n", "-d", str(zoo_run), "--configfile", str(CONFIG), str(ZOO_CONFIG),
+                     str(zoo_run / "test-overrides.yaml"), str(grown))
+    planned = [o for line in re.findall(r"^    output: (.*)$", proc.stdout, re.M) for o in line.split(", ")]
+    per_checkpoint = [o for o in planned if "ckpt=" in o]
+    assert per_checkpoint and all("ckpt=late/" in o for o in per_checkpoint), per_checkpoint
+    assert job_counts(proc.stdout)["trend"] == 1

@@ -31,6 +31,22 @@ def input_key(stage: str, task: str, mode: str | None = None) -> str:
     return "_".join(p for p in (stage, task, mode) if p)
 
 
+# Config sections that say which checkpoints to verify and how to cut the work into jobs, not what a
+# verdict means: left out of the report's params (and its config hash), so adding a checkpoint to an
+# explicit `checkpoints:` list or changing `sharding.shards_per_job` reruns no earlier report. A
+# setting that changes a verdict's data (samples_per_shard) changes the report's input files instead.
+RUN_LAYOUT_KEYS = ("checkpoints", "checkpoint_glob", "sharding", "demo")
+
+
+def verdict_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config a checkpoint's report depends on: `config` without RUN_LAYOUT_KEYS.
+
+    >>> verdict_config({"checkpoints": {"a": "runs/a"}, "sharding": {"shards_per_job": 4}, "gates": {"min_n": 30}})
+    {'gates': {'min_n': 30}}
+    """
+    return {key: value for key, value in config.items() if key not in RUN_LAYOUT_KEYS}
+
+
 def report_inputs(ckpt: str, shards: Mapping[str, Sequence[str]], p01_passed: bool = True,
                   generation_shards: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
     """Every file the report of one checkpoint reads, by input name; `shards[task]`: the task's shard

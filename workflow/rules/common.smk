@@ -20,7 +20,7 @@ from mmgate.config import expand_paths, read_yaml, validate_config
 from mmgate.demo import DEMO_FILES
 from mmgate.zoo import zoo_files
 from mmgate.io import read_parquet
-from mmgate.report import report_inputs as _report_inputs
+from mmgate.report import report_inputs as _report_inputs, verdict_config
 from mmgate.scripting import pin_library, start_run
 from mmgate.tasks import MODES, READ_TASKS, TASKS, WRITE_TASKS
 

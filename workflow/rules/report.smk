@@ -34,7 +34,7 @@ rule report:
         training_log_columns=lambda wildcards: config["report"]["training_log_columns"],
         token_space=config["token_space"],
         decoders=config["decoders"],
-        config=config,
+        config=verdict_config(config),
     script:
         "../scripts/report.py"
 
