@@ -37,7 +37,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -169,26 +168,27 @@ class KeptShards:
         >>> work = Path(tempfile.mkdtemp())
         >>> shard = work / "results/ablate/ckpt=s1/task=t2a/part-000.parquet"
         >>> shard.parent.mkdir(parents=True); _ = shard.write_text("finished")
-        >>> kept = KeptShards(key="params+inputs+code", root=work / "results/.kept")
+        >>> kept = KeptShards(key="3f9a0c", root=work / "results/.kept")  # for_job: a digest of params, inputs, code
         >>> kept.keep(shard)
         >>> shard.unlink()  # what Snakemake does to a failed job's outputs
         >>> kept.restore(shard), shard.read_text()
         (True, 'finished')
-        >>> KeptShards(key="other settings", root=work / "results/.kept").restore(shard.with_name("part-001.parquet"))
+        >>> KeptShards(key="77b1e2", root=work / "results/.kept").restore(shard.with_name("part-001.parquet"))
         False
     """
 
     def __init__(self, key: str, root: str | Path = KEPT_ROOT):
-        self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self.key = key  # part of file names: `for_job` gives a hex digest
         self.root = Path(root)
 
     @classmethod
     def for_job(cls, params: Mapping[str, Any], inputs: Iterable[str | Path], scripts: Iterable[str | Path] = (),
                 root: str | Path = KEPT_ROOT) -> KeptShards:
         """The kept shards of a job with these params and inputs, run by `scripts` and this mmgate."""
-        key = json.dumps({"params": dict(params), "inputs": inputs_identity(inputs), "code": code_digest(scripts)},
-                         sort_keys=True, default=str)
-        return cls(key, root)
+        from .io import config_hash
+
+        return cls(config_hash({"params": dict(params), "inputs": inputs_identity(inputs), "code": code_digest(scripts)}),
+                   root)
 
     @classmethod
     def for_snakemake(cls, smk: Any) -> KeptShards:
@@ -215,7 +215,7 @@ class KeptShards:
         for source in [output, output.with_suffix("")] if with_folder else [output]:
             target = folder / f"{source.name}@{self.key}"
             partial = folder / f".{source.name}@{self.key}.partial"
-            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+            _remove(partial)
             _link_tree(source, partial)
             _replace(partial, target)
 
@@ -235,8 +235,6 @@ class KeptShards:
             partial = source.with_name(f".{source.name}.restoring")
             _remove(partial)
             _link_tree(entry, partial)
-            if source.is_dir():
-                shutil.rmtree(source)
             _replace(partial, source)
         return True
 
