@@ -11,6 +11,9 @@ conditioning input and under broken ones:
 
 Logits are computed only at the positions that predict a target token, and the softmax runs in
 float32 over chunks of those positions, so memory does not grow with vocab x sequence length.
+They are the model's own logits: the family's processing after the head applies
+(`mmgate.heads`), and a model whose head path failed its check against `forward` is scored with
+the whole forward instead.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MMGateError
-from .loading import body_and_head
+from .heads import head_path
 from .settings import FromConfig
 from .templates import PromptTemplate
 from .tokenspace import READ_TASKS, WRITE_TASKS, TokenSpace
@@ -145,9 +148,12 @@ def target_losses(model: Any, items: Sequence[Scored], pad_id: int, chunk_tokens
     """
     import torch
 
-    decoder, head = body_and_head(model)
+    path = head_path(model)
+    path.require_usable()
+    decoder, head = path.body, path.head
     # with a device_map the body starts on one GPU and the head may sit on another
-    input_device, device = model.get_input_embeddings().weight.device, head.weight.device
+    input_device = model.get_input_embeddings().weight.device
+    device = head.weight.device if hasattr(head, "weight") else input_device
     length = max(len(it.context) + len(it.target) for it in items)
     input_ids = torch.full((len(items), length), pad_id, dtype=torch.long)
     attention = torch.zeros_like(input_ids)
@@ -161,12 +167,16 @@ def target_losses(model: Any, items: Sequence[Scored], pad_id: int, chunk_tokens
         cols += range(start - 1, start - 1 + len(it.target))  # position p predicts token p + 1
         targets += it.target
     with torch.inference_mode():
-        hidden = decoder(input_ids=input_ids.to(input_device), attention_mask=attention.to(input_device)).last_hidden_state
-        picked = hidden[torch.tensor(rows, device=hidden.device), torch.tensor(cols, device=hidden.device)].to(device)  # [N, H]
+        inputs = {"input_ids": input_ids.to(input_device), "attention_mask": attention.to(input_device)}
+        # the head path where it gives the model's own logits (checked at load), else the whole forward
+        hidden = (decoder if path.exact else model)(**inputs)
+        hidden = hidden.last_hidden_state if path.exact else hidden.logits
+        picked = hidden[torch.tensor(rows, device=hidden.device), torch.tensor(cols, device=hidden.device)].to(device)  # [N, H | V]
         target_ids = torch.tensor(targets, device=device)
         nll = torch.empty(len(targets), dtype=torch.float32, device=device)
         for start in range(0, len(targets), chunk_tokens):
-            logits = head(picked[start : start + chunk_tokens]).float()  # [chunk, V]
+            chunk = picked[start : start + chunk_tokens]
+            logits = (path.logits(chunk) if path.exact else chunk).float()  # [chunk, V]
             nll[start : start + chunk_tokens] = torch.nn.functional.cross_entropy(
                 logits, target_ids[start : start + chunk_tokens], reduction="none")
         owner = torch.tensor(rows, device=device)
@@ -266,4 +276,4 @@ def ablate_shard(job: "ShardJob", settings: AblationSettings,
     conditions = {c: [items[i] for i in keep] for c, items in everything.items()}
     frame = score_conditions(model, conditions, rows["sample_id"].iloc[keep].tolist(), pad_id(tokenizer, job.modality.end_id),
                              settings.batch_size, settings.chunk_tokens)
-    return frame, job.provenance("ablate", **job.model_meta(device), settings=asdict(settings))
+    return frame, job.provenance("ablate", **job.model_meta(device, model), settings=asdict(settings))

@@ -6,7 +6,8 @@ input is the first ``expected`` tokens. Every sampling parameter is set explicit
 otherwise fills unset fields from the checkpoint's own `generation_config.json` (and applies
 top-k 50 when sampling). With `restricted_head`, constrained mode computes the head and samples
 only over the ids the constraint allows (mmgate.restricted), and falls back to `generate`, with
-one log line saying why, where that cannot reproduce it.
+one log line saying why, where that cannot reproduce it. A class whose forward suppresses ids
+(HF Chameleon's image tokens) generates with the model's own head (mmgate.heads.own_head_forward).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 import logging
 import time
 import zlib
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -117,6 +119,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
 
     from .constrain import ModalityConstraint, RowBudget
     from .loading import pad_id
+    from .heads import head_path, own_head_forward
     from .restricted import RestrictedDecoder, Unsupported
 
     if mode not in MODES:
@@ -132,6 +135,10 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
         iterator = tqdm(batches, desc=f"generate {task}/{mode}", unit="batch")
     out: list[dict[str, Any]] = []
     fallback_logged = False
+    path = head_path(model)
+    path.require_usable()
+    if path.suppresses:
+        logger.info("generate %s/%s: %s", task, mode, path.check.describe())
     for batch_index, batch in enumerate(iterator):
         contexts = [template.encode(prompt=p) for p in batch["prompt"]]
         width = max(map(len, contexts))
@@ -176,10 +183,11 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
                 result = decoder.generate(input_ids.to(device), attention.to(device), stopping)
                 sequences, removed_mass = result.sequences, result.removed_mass
             else:
-                sequences = model.generate(
-                    input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config,
-                    logits_processor=processors, stopping_criteria=stopping,
-                )
+                with own_head_forward(model) if path.suppresses else nullcontext():
+                    sequences = model.generate(
+                        input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config,
+                        logits_processor=processors, stopping_criteria=stopping,
+                    )
         seconds = time.perf_counter() - start
         new_tokens = sequences[:, width:].cpu().numpy()
         spans = [split_generation(new_tokens[i], int(budgets[i]), modality.end_id) for i in range(len(batch))]
@@ -221,5 +229,5 @@ def generate_shard(job: "ShardJob", mode: str, settings: GenerationSettings, pro
     returns (rows, metadata for the parquet file)."""
     model, tokenizer, template, device = job.load(loaded)
     frame = generate_rows(model, tokenizer, job.space, job.rows, job.task, template, mode, settings, progress=progress)
-    meta = {"mode": mode, **job.model_meta(device), "tokenizer_len": len(tokenizer), "settings": asdict(settings)}
+    meta = {"mode": mode, **job.model_meta(device, model), "tokenizer_len": len(tokenizer), "settings": asdict(settings)}
     return frame, job.provenance("generate", **meta)

@@ -1,12 +1,12 @@
-"""Loading a checkpoint exactly as it was trained: base in the configured dtype, resized to the
-tokenizer, then the adapter. Weights load from safetensors where present, otherwise with
+"""Loading a checkpoint exactly as it was trained: the class its config names, the base in the
+configured dtype, resized to the rows the adapter saved, then the adapter; every weight accounted for. Weights load from safetensors where present, otherwise with
 `torch.load(weights_only=True)` (transformers and peft both do so); remote code stays off unless
 the config turns it on."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from .checkpoints import base_of, has_tokenizer, is_adapter, unsafe_pickle_is_an_error
 from .errors import CheckpointError
@@ -44,9 +44,11 @@ def load_tokenizer(ckpt: str | Path, base: str | None = None, trust_remote_code:
 
 def load_model(ckpt: str | Path, base: str | None = None, dtype: str = "float32", device: str = "cpu",
                trust_remote_code: bool = False, device_map: str | dict[str, Any] | None = None,
-               merge_adapter: bool = False) -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer). Adapters: base -> resize_token_embeddings(len(tokenizer)) -> PeftModel,
-    merged into the base with `merge_adapter` (one matmul per layer fewer at every step).
+               merge_adapter: bool = False, model_class: str | None = None) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer). The class is the one the checkpoint's (for an adapter: its base's)
+    config.json names, or `model_class` (mmgate.families); a weight it expects but the files lack, or
+    the reverse, is an error. Adapters: base -> resized to the rows the adapter's saved embedding holds
+    -> PeftModel, merged into the base with `merge_adapter` (one matmul per layer fewer at every step).
 
     `device_map` (e.g. "auto") spreads a model too large for one GPU over all visible ones, with
     accelerate, after the adapter is loaded (and merged): resizing a model already dispatched would
@@ -59,7 +61,7 @@ def load_model(ckpt: str | Path, base: str | None = None, dtype: str = "float32"
     torch_dtype = getattr(torch, dtype)
     tokenizer = load_tokenizer(ckpt, base, trust_remote_code)
     with unsafe_pickle_is_an_error(ckpt):
-        model = _load_weights(ckpt, base, torch_dtype, tokenizer, trust_remote_code)
+        model = _load_weights(ckpt, base, torch_dtype, tokenizer, trust_remote_code, model_class)
     if merge_adapter and is_adapter(ckpt):
         model = model.merge_and_unload()
     model = _dispatch(model, device_map) if device_map else model.to(device)
@@ -82,22 +84,69 @@ def _dispatch(model: Any, device_map: str | dict[str, Any]) -> Any:
     return dispatch_model(model, device_map=device_map)
 
 
-def _load_weights(ckpt: str | Path, base: str | None, torch_dtype: Any, tokenizer: Any, trust_remote_code: bool) -> Any:
-    from transformers import AutoModelForCausalLM
+def _load_weights(ckpt: str | Path, base: str | None, torch_dtype: Any, tokenizer: Any, trust_remote_code: bool,
+                  model_class: str | None = None) -> Any:
+    from .checkpoints import model_rows
+    from .families import resolve_architecture
 
+    architecture = resolve_architecture(ckpt, base, model_class, trust_remote_code)
+    source = architecture.config_path.parent
+    model, info = architecture.model_class().from_pretrained(
+        str(source), dtype=torch_dtype, trust_remote_code=trust_remote_code, output_loading_info=True)
+    _require_every_weight(info, source, architecture)
     if is_adapter(ckpt):
         from peft import PeftModel
 
-        base_path = base_of(ckpt, base)
-        if not base_path:
-            raise CheckpointError(f"{ckpt}/adapter_config.json names no base model; set `model.base` in config.yaml.")
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-        # exactly as in training: new token rows exist before the adapter's saved matrices load
-        model.resize_token_embeddings(len(tokenizer))
+        # exactly as in training: the rows the adapter's saved embedding/head hold exist before they load; a
+        # padded base keeps its rows (never shrunk to len(tokenizer))
+        rows = model_rows(ckpt, base).embedding_rows
+        current = model.get_input_embeddings().weight.shape[0]
+        if rows is not None and rows > current:
+            model.resize_token_embeddings(rows, mean_resizing=False)
+        elif rows is not None and rows < current:
+            raise CheckpointError(
+                f"{ckpt}: the adapter's saved embedding has {rows} rows but its base {source} has {current}; the "
+                "adapter was trained on another base. Set `model.base` to the base it was trained on.")
         model = PeftModel.from_pretrained(model, str(ckpt), is_trainable=False)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        _require_every_adapter_weight(model, ckpt)
     return model
+
+
+def _first(keys: Any, n: int = 5) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:n]) + (f" (and {len(keys) - n} more)" if len(keys) > n else "")
+
+
+def _require_every_weight(info: dict[str, Any], source: Path, architecture: Any) -> None:
+    """A weight the class expects but the files lack would be random: an error, never a silently random model."""
+    missing, unexpected = info.get("missing_keys") or [], info.get("unexpected_keys") or []
+    mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or []]
+    if not (missing or unexpected or mismatched):
+        return
+    parts = [f"{len(missing)} weights the class expects are not in the files (they would be random): {_first(missing)}"
+             if missing else "",
+             f"{len(unexpected)} weights in the files have no place in the class: {_first(unexpected)}" if unexpected else "",
+             f"{len(mismatched)} weights have another shape: {_first(mismatched)}" if mismatched else ""]
+    raise CheckpointError(
+        f"{source}: loading it as {architecture.class_name} ({architecture.source}) does not use its weights as saved: "
+        + "; ".join(p for p in parts if p) + ". The checkpoint was saved from another class (or is incomplete): set "
+        "`model.class` in config.yaml to the class it was trained as, or save it again with save_pretrained.")
+
+
+def _require_every_adapter_weight(model: Any, ckpt: str | Path) -> None:
+    """Every tensor the adapter saved must land in the model (peft only warns about the rest)."""
+    from peft import get_peft_model_state_dict
+
+    from .checkpoints import tensor_shapes
+
+    saved, _ = tensor_shapes(ckpt, ("adapter_model",))
+    expected = set(get_peft_model_state_dict(model).keys())
+    unused = set(saved) - expected
+    if unused:
+        raise CheckpointError(
+            f"{ckpt}: {len(unused)} tensors of the adapter match no module of the loaded model: {_first(unused)}. "
+            "The adapter was trained on another class or base: set `model.class` (and `model.base`) to the ones it "
+            "was trained with.")
 
 
 def body_and_head(model: Any) -> tuple[Any, Any]:
@@ -115,23 +164,31 @@ def pad_id(tokenizer: Any, fallback: int) -> int:
     return int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else int(fallback)
 
 
-def load_configured(ckpt: str | Path, model_config: dict[str, Any]) -> tuple[Any, Any, str]:
+def load_configured(ckpt: str | Path, model_config: dict[str, Any],
+                    probe: Callable[[Any], Sequence[Sequence[int]]] | None = None) -> tuple[Any, Any, str]:
     """(model, tokenizer, device) from the config's `model:` section: what one job loads once and
-    every shard it runs shares (a block of `sharding.shards_per_job` shards)."""
+    every shard it runs shares (a block of `sharding.shards_per_job` shards). `probe(tokenizer)`: token
+    sequences (real golden examples) on which the head path is checked against the model's forward
+    (mmgate.heads.check_head); without it, a synthetic probe is used when the path is first needed."""
+    from .heads import check_head
+
     device = resolve_device(model_config.get("device", "auto"))
     model, tokenizer = load_model(ckpt, model_config.get("base"), model_config["dtype"], device,
                                   model_config.get("trust_remote_code", False), model_config.get("device_map"),
-                                  model_config.get("merge_adapter", False))
+                                  model_config.get("merge_adapter", False), model_config.get("class"))
     if model_config.get("device_map"):
         device = str(model.get_input_embeddings().weight.device)
+    if probe is not None:
+        check_head(model, probe(tokenizer))
     return model, tokenizer, device
 
 
 def load_for_task(ckpt: str | Path, model_config: dict[str, Any], special_ids: dict[str, int], task: str,
-                  template_text: str, loaded: tuple[Any, Any, str] | None = None) -> tuple[Any, Any, Any, str]:
+                  template_text: str, loaded: tuple[Any, Any, str] | None = None,
+                  probe: Callable[[Any], Sequence[Sequence[int]]] | None = None) -> tuple[Any, Any, Any, str]:
     """(model, tokenizer, the task's PromptTemplate, device); `loaded` is a (model, tokenizer, device)
     that `load_configured` already gave, else the checkpoint is loaded here."""
     from .templates import PromptTemplate
 
-    model, tokenizer, device = loaded or load_configured(ckpt, model_config)
+    model, tokenizer, device = loaded or load_configured(ckpt, model_config, probe)
     return model, tokenizer, PromptTemplate(template_text, tokenizer, special_ids, name=f"templates.{task}"), device

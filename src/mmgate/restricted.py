@@ -24,8 +24,12 @@ batch's seed), not at step 0: the first step after the start token is not typica
 it in every batch weighted it 1/n of the mean instead of 1/length (2.74 % of the demo's T2A
 probability removed, measured every step, read 3.86 % at every 17th step from step 0).
 
-Where it cannot reproduce `generate` (an architecture whose head is not a plain linear map of the
-body's last hidden state, a head it cannot slice, a logits processor other than the constraint,
+The logits are the model's own: `mmgate.heads.HeadPath` applies the family's processing after the
+head (Gemma2's soft-cap and the like; elementwise, so it applies to row slices too), and the path is
+used only where its check against the model's `forward` passed. Ids the class's `forward` would
+suppress (HF Chameleon's image tokens) are sampled with the model's own head.
+
+Where it cannot reproduce `generate` (a head path that failed its check, a head it cannot slice, a logits processor other than the constraint,
 temperature, top-k, top-p and min-p, a model in training mode), `RestrictedDecoder.for_model`
 raises `Unsupported` with the reason, and the caller falls back to `generate`.
 
@@ -69,71 +73,18 @@ from transformers import (GenerationConfig, LogitsProcessorList, MinPLogitsWarpe
                           TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from .constrain import ModalityConstraint
+from .heads import HeadPath, RowHead, Unsupported, head_path
+
+__all__ = ["RestrictedDecoder", "RestrictedOutput", "RowHead", "Unsupported"]
 
 logger = logging.getLogger(__name__)
 
-# Causal LMs whose logits are exactly `lm_head(decoder(...).last_hidden_state)`: no soft-capping, no
-# logit scale, no extra projection between the body and the head.
-MODEL_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "olmo2"})
 # HF warpers that give the same probabilities over the allowed ids as over a vocabulary where every
 # other id is -inf (module docstring)
 WARPERS = (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper)
 
 # choose(scores [B, C] after the warpers, ids [C]) -> next token ids [B]
 Chooser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class Unsupported(Exception):
-    """The restricted path cannot reproduce `generate` for this model or configuration (the message says why)."""
-
-
-@dataclass
-class RowHead:
-    """An output head `x @ W.T + b (+ LoRA: scale * x @ A.T @ B.T)` whose logits can be computed for a row range."""
-
-    weight: torch.Tensor  # [V, H]
-    bias: torch.Tensor | None  # [V]
-    lora: tuple[tuple[torch.Tensor, torch.Tensor, float], ...] = ()  # (A [r, H], B [V, r], scale) per active adapter
-
-    @classmethod
-    def of(cls, head: Any) -> "RowHead":
-        """Resolve a head module (a `nn.Linear`, a PEFT `modules_to_save` copy or an unmerged LoRA layer) or raise `Unsupported`."""
-        head = _active_module(head)
-        lora: list[tuple[torch.Tensor, torch.Tensor, float]] = []
-        if hasattr(head, "lora_A") and hasattr(head, "base_layer"):  # peft.tuners.lora.Linear
-            if getattr(head, "merged", False) or getattr(head, "disable_adapters", False):
-                active: list[str] = []  # merged: the base weight holds the adapter; disabled: the base alone
-            else:
-                active = [a for a in head.active_adapters if a in head.lora_A]
-            for name in active:
-                if getattr(head, "use_dora", {}).get(name) or getattr(head, "lora_variant", {}).get(name) is not None:
-                    raise Unsupported(f"the output head has a LoRA variant ({type(head).__name__}, DoRA or similar)")
-                lora.append((head.lora_A[name].weight, head.lora_B[name].weight, float(head.scaling[name])))
-            head = head.base_layer
-        if type(head) is not torch.nn.Linear:
-            raise Unsupported(f"the output head is a {type(head).__name__}, not a plain Linear layer")
-        if head.weight.is_meta:
-            raise Unsupported("the output head's weights are offloaded (device_map)")
-        return cls(head.weight, head.bias, tuple(lora))
-
-    def logits(self, hidden: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
-        """Logits of ids `start:end` for hidden states `[B, H]` -> `[B, end - start]` (the head's dtype)."""
-        hidden = hidden.to(self.weight.device)
-        bias = None if self.bias is None else self.bias[start:end]
-        out = F.linear(hidden, self.weight[start:end], bias)
-        for a, b, scale in self.lora:
-            out = out + scale * F.linear(F.linear(hidden, a), b[start:end])
-        return out
-
-
-def _active_module(head: Any) -> Any:
-    """The module a PEFT `ModulesToSaveWrapper` forwards to (its trained copy, or the original when disabled)."""
-    if not hasattr(head, "modules_to_save") or not hasattr(head, "original_module"):
-        return head
-    active = list(getattr(head, "active_adapters", []))
-    if head.disable_adapters or not active or any(a not in head.modules_to_save for a in active):
-        return head.original_module
-    return head.modules_to_save[active[0]]
 
 
 @dataclass
@@ -145,7 +96,7 @@ class RestrictedOutput:
 class RestrictedDecoder:
     """Decoding with the head restricted to the ids `constraint` allows; build with `for_model`."""
 
-    def __init__(self, body: Any, head: RowHead, constraint: ModalityConstraint, warpers: list[Any],
+    def __init__(self, body: Any, head: HeadPath, constraint: ModalityConstraint, warpers: list[Any],
                  config: GenerationConfig, removed_mass_every: int = 16, measure_phase: int = 0):
         self.body, self.head, self.constraint, self.warpers, self.config = body, head, constraint, warpers, config
         m = constraint.modality
@@ -170,20 +121,16 @@ class RestrictedDecoder:
     def for_model(cls, model: Any, config: GenerationConfig, constraint: ModalityConstraint,
                   removed_mass_every: int = 16, measure_phase: int = 0) -> "RestrictedDecoder":
         """The decoder for `model` generating with `config` and `constraint`, or `Unsupported` (with the reason)."""
-        from .loading import body_and_head
-
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        model_type = getattr(base.config, "model_type", None)
-        if model_type not in MODEL_TYPES:
-            raise Unsupported(f"architecture {model_type!r} is not one whose logits are lm_head(last hidden state) "
-                              f"(known: {', '.join(sorted(MODEL_TYPES))})")
+        path = head_path(model)
+        if not path.exact:
+            raise Unsupported(f"{path.model_class}: {path.check.describe()}")
         if model.training:
             raise Unsupported("the model is in training mode (dropout)")
         if (config.num_beams or 1) > 1:
             raise Unsupported(f"num_beams={config.num_beams}")
-        body, head = body_and_head(model)
-        row_head = RowHead.of(head)
-        return cls(body, row_head, constraint, _warpers(base, config, constraint), config, removed_mass_every,
+        path.row_head()  # raises Unsupported for a head that cannot be sliced
+        return cls(path.body, path, constraint, _warpers(base, config, constraint), config, removed_mass_every,
                    measure_phase)
 
     def _step_columns(self, state: int | torch.Tensor) -> tuple[tuple[int, ...], torch.Tensor | None]:
@@ -210,7 +157,7 @@ class RestrictedDecoder:
     def _restricted_scores(self, input_ids: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(scores [B, C] after the constraint and the warpers, ids [C]) over the allowed blocks only."""
         blocks, mask = self._step_columns(self.constraint.state(input_ids))
-        logits = torch.cat([self.head.logits(hidden, *self.blocks[b]) for b in blocks], dim=-1).float()  # [B, C]
+        logits = torch.cat([self.head.row_logits(hidden, *self.blocks[b]) for b in blocks], dim=-1).float()  # [B, C]
         info = torch.finfo(logits.dtype)
         scores = logits.clamp_(min=info.min / 1024, max=info.max)  # as ModalityConstraint: no allowed id left at -inf
         if mask is not None:
@@ -239,7 +186,7 @@ class RestrictedDecoder:
         end_id, pad = self.constraint.modality.end_id, config.pad_token_id
         pad = end_id if pad is None else int(pad)
         max_length = width + int(config.max_new_tokens)
-        full_ids = torch.arange(self.head.weight.shape[0], device=input_ids.device)
+        full_ids = torch.arange(self.head.row_head().weight.shape[0], device=input_ids.device)
         cache = DynamicCache(config=getattr(self.body, "config", None))
         position = (attention_mask.long().cumsum(-1) - 1).masked_fill_(attention_mask == 0, 0)  # [B, L], as generate
         step_ids, removed = input_ids, []
@@ -251,7 +198,7 @@ class RestrictedDecoder:
                 hidden = out.last_hidden_state[:, -1]  # [B, H]
                 step = input_ids.shape[1] - width
                 if self.measure_every and (step - self.measure_phase) % self.measure_every == 0:
-                    scores = self.constraint(input_ids, self.head.logits(hidden).float())  # [B, V]; records the mass
+                    scores = self.constraint(input_ids, self.head.row_logits(hidden).float())  # [B, V]; records the mass
                     scores, ids = self._warp(input_ids, scores), full_ids
                     removed.append(self.constraint.removed_mass[-1].float())
                 else:

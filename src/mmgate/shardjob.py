@@ -92,7 +92,7 @@ class ShardJob:
         if self.ckpt_dir is None or self.template_text is None:
             raise ValueError("this ShardJob has no checkpoint directory or template to load a model from")
         return load_for_task(self.ckpt_dir, self.model_config, self.space.special_tokens, self.task, self.template_text,
-                             loaded)
+                             loaded, self.head_probe)
 
     def load_model(self) -> tuple[Any, Any, str]:
         """(model, tokenizer, device): the checkpoint alone, for several shards (tasks) to share."""
@@ -100,17 +100,35 @@ class ShardJob:
 
         if self.ckpt_dir is None:
             raise ValueError("this ShardJob has no checkpoint directory to load a model from")
-        return load_configured(self.ckpt_dir, self.model_config)
+        return load_configured(self.ckpt_dir, self.model_config, self.head_probe)
+
+    def head_probe(self, tokenizer: Any, per_task: int = 1, max_modality_tokens: int = 96) -> list[list[int]]:
+        """Real sequences of the golden set, text then modality span, on which the head path is checked
+        against the model's forward at load (mmgate.heads.check_head): one example of each task."""
+        sequences = []
+        for _, rows in self.golden.sort_values("sample_id", kind="stable").groupby("task", sort=True):
+            for row in rows.head(per_task).itertuples():
+                modality = self.space.modality_for_task(row.task)
+                text = getattr(row, "prompt", None) if isinstance(getattr(row, "prompt", None), str) else row.caption
+                span = [int(t) for t in row.modality_tokens[:max_modality_tokens]]
+                sequences.append(list(tokenizer.encode(text)) + [modality.start_id, *span, modality.end_id])
+        return sequences
 
     def for_shard(self, task: str, shard: int, template_text: str | None = None,
                   samples_per_task: int | None = None) -> "ShardJob":
         """The same checkpoint, golden set and settings, for another shard (of another task)."""
         return replace(self, task=task, shard=shard, template_text=template_text, samples_per_task=samples_per_task)
 
-    def model_meta(self, device: Any) -> dict[str, Any]:
-        """What a model-running job records about where its numbers came from."""
-        return {"checkpoint_dir": str(self.ckpt_dir), "base": self.model_config.get("base"),
+    def model_meta(self, device: Any, model: Any = None) -> dict[str, Any]:
+        """What a model-running job records about where its numbers came from: with the `model`, its
+        class and how its logits were computed (mmgate.heads)."""
+        from .heads import head_path
+
+        meta = {"checkpoint_dir": str(self.ckpt_dir), "base": self.model_config.get("base"),
                 "dtype": self.model_config.get("dtype"), "device": str(device), "template": self.template_text}
+        if model is not None:
+            meta["model"] = head_path(model).describe()
+        return meta
 
     def provenance(self, step: str, **extra: Any) -> dict[str, Any]:
         from .io import provenance
