@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from transformers import LogitsProcessor, StoppingCriteria
 
 from .tokenspace import Modality
@@ -153,15 +154,22 @@ class ModalityConstraint(LogitsProcessor):
         state = self.state(input_ids, hold=hold)
         return state.to(device) if isinstance(state, torch.Tensor) else state
 
-    def _table(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = (device, dtype)
+    def _table(self, device: torch.device, dtype: torch.dtype, width: int) -> torch.Tensor:
+        """The additive mask [states, width]: a padded vocabulary's rows past `vocab_size` are never allowed."""
+        key = (device, dtype, width)
         if key not in self._additive_by:
-            self._additive_by[key] = self.additive.to(device=device, dtype=dtype)
+            table = self.additive
+            if width > table.shape[1]:
+                table = F.pad(table, (0, width - table.shape[1]), value=float("-inf"))
+            elif width < table.shape[1]:
+                raise ValueError(f"the model gives {width} logits but the token space has vocab_size {table.shape[1]}: "
+                                 "its head has fewer rows than the token space (P0.1 checks this)")
+            self._additive_by[key] = table.to(device=device, dtype=dtype)
         return self._additive_by[key]
 
     def _removed(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
         """Probability mass outside what the layout allows at this step, per row `(batch_size,)`, in float32."""
-        mask = self._table(scores.device, torch.float32)[self._state_on(input_ids, scores.device, hold=False)]
+        mask = self._table(scores.device, torch.float32, scores.shape[-1])[self._state_on(input_ids, scores.device, hold=False)]
         log_probs = torch.log_softmax(scores.float(), dim=-1)
         kept = torch.logsumexp(log_probs + mask, dim=-1).exp()
         return (1.0 - kept).clamp_(0.0, 1.0).expand(scores.shape[0])
@@ -169,7 +177,7 @@ class ModalityConstraint(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.track_removed_mass:
             self.removed_mass.append(self._removed(input_ids, scores))
-        mask = self._table(scores.device, scores.dtype)[self._state_on(input_ids, scores.device)]  # [V] for the whole batch, or [B, V]
+        mask = self._table(scores.device, scores.dtype, scores.shape[-1])[self._state_on(input_ids, scores.device)]  # [V] for the whole batch, or [B, V]
         # Scores are first clamped to a finite range: allowed ids that are already -inf (fp16
         # overflow, or min_new_tokens hiding the end token) get a floor that stays finite after any
         # temperature >= 1/1024, so no row is left with nothing to sample, and no +inf meets -inf.

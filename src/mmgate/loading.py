@@ -107,7 +107,13 @@ def _load_weights(ckpt: str | Path, base: str | None, torch_dtype: Any, tokenize
             raise CheckpointError(
                 f"{ckpt}: the adapter's saved embedding has {rows} rows but its base {source} has {current}; the "
                 "adapter was trained on another base. Set `model.base` to the base it was trained on.")
-        model = PeftModel.from_pretrained(model, str(ckpt), is_trainable=False)
+        try:
+            model = PeftModel.from_pretrained(model, str(ckpt), is_trainable=False)
+        except (KeyError, RuntimeError, ValueError) as err:  # peft: a saved key with no module, or another shape
+            raise CheckpointError(
+                f"{ckpt}: the adapter does not fit its base {source} loaded as {architecture.class_name} "
+                f"({type(err).__name__}: {str(err).splitlines()[0][:300]}). The adapter was trained on another class or "
+                "base: set `model.class` (and `model.base`) to the ones it was trained with.") from None
         _require_every_adapter_weight(model, ckpt)
     return model
 

@@ -244,6 +244,29 @@ def report_provenance(ckpt: str, ckpt_dir: str | Path, config: Mapping[str, Any]
     }
 
 
+def model_provenance(inputs: Mapping[str, Sequence[str]]) -> dict[str, Any] | None:
+    """The model's class and how its logits were computed (mmgate.heads), as the generate and ablate shards
+    recorded them; where shards differ (one job fell back to the full forward), every variant with its shards."""
+    from .io import read_provenance
+
+    seen: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for name, paths in inputs.items():
+        if not name.startswith(("generate", "ablate")):
+            continue
+        for path in paths:
+            try:
+                model = read_provenance(path).get("model")
+            except (OSError, ValueError):
+                continue
+            if model:
+                seen.setdefault(json.dumps(model, sort_keys=True), (model, []))[1].append(str(path))
+    if not seen:
+        return None
+    if len(seen) == 1:
+        return next(iter(seen.values()))[0]
+    return {**next(iter(seen.values()))[0], "variants": [{**m, "shards": files} for m, files in seen.values()]}
+
+
 def length_audit(golden: pd.DataFrame, limits: Mapping[str, int]) -> pd.DataFrame:
     """Per task: the expected-length distribution and the share a fixed limit would have truncated."""
     rows = []

@@ -7,7 +7,7 @@ from mmgate.golden import load_golden
 from mmgate.io import provenance, strict_json, write_parquet, write_text
 from mmgate.fingerprint import FingerprintSettings
 from mmgate.render import render_report
-from mmgate.report import build, length_audit, report_provenance, training_dynamics, training_log_path
+from mmgate.report import build, length_audit, model_provenance, report_provenance, training_dynamics, training_log_path
 from mmgate.scripting import run
 from mmgate.tokenspace import TokenSpace
 
@@ -25,6 +25,7 @@ def main(smk, log):
             log.warning("report.training_log: %s does not exist; TD is SKIP", path)
     inputs = {name: list(files) for name, files in smk.input.items() if name != "golden"}
     prov = report_provenance(smk.wildcards.ckpt, smk.params.ckpt_dir, smk.params.config, space, smk.input.golden[0], golden)
+    prov["model"] = model_provenance(inputs)
     report = build(inputs, thresholds, golden, training_log, prov, checkpoint=smk.wildcards.ckpt,
                    samples_per_task=smk.params.config["generation"]["samples_per_task"],
                    training_log_columns=smk.params.training_log_columns)
