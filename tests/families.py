@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-FAMILIES = ("llama", "mistral", "phi3", "qwen2_tied", "qwen2_padded", "gemma2", "gemma3", "chameleon", "emu3")
+FAMILIES = ("llama", "mistral", "phi3", "qwen2_tied", "qwen2_padded", "gemma2", "gemma3", "cohere", "chameleon", "emu3")
 PAD_TO = 64  # a padded vocabulary rounds its rows up to a multiple of this (as Qwen2's 151,936 rows)
 
 
@@ -42,6 +42,8 @@ def config_for(name: str, vocab: int, space: Any) -> Any:
         return T.Gemma2Config(**_shape(vocab, head_dim=16, final_logit_softcapping=30.0, attn_logit_softcapping=50.0))
     if name == "gemma3":
         return T.Gemma3TextConfig(**_shape(vocab, head_dim=16))
+    if name == "cohere":  # logits * logit_scale
+        return T.CohereConfig(**_shape(vocab, logit_scale=0.25, tie_word_embeddings=False))
     if name == "chameleon":
         # Lumina-mGPT / Anole: the image codes are tokens of the vocabulary, named IMGIMG... as Chameleon's
         image = space.modality("image")
@@ -62,19 +64,25 @@ def config_for(name: str, vocab: int, space: Any) -> Any:
 def class_for(name: str) -> str:
     return {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "phi3": "Phi3ForCausalLM",
             "qwen2_tied": "Qwen2ForCausalLM", "qwen2_padded": "Qwen2ForCausalLM", "gemma2": "Gemma2ForCausalLM",
-            "gemma3": "Gemma3ForCausalLM", "chameleon": "ChameleonForConditionalGeneration",
+            "gemma3": "Gemma3ForCausalLM", "cohere": "CohereForCausalLM", "chameleon": "ChameleonForConditionalGeneration",
             "emu3": "Emu3ForConditionalGeneration"}[name]
 
 
 def large_logits_(model: Any, reach: float = 50.0, seed: int = 0) -> None:
-    """Re-draw the output head (the embedding too where tied) so the largest logits reach about `reach`."""
+    """Re-draw the output head (the embedding too where tied) so the largest logits on a probe reach about
+    `reach` (rescaled until they do: a tied head also changes the hidden states)."""
     head = model.get_output_embeddings().weight
     generator = torch.Generator().manual_seed(seed)
+    probe = torch.arange(2, 66)[None]
     with torch.no_grad():
-        probe = model.get_decoder()(input_ids=torch.arange(2, 66)[None]).last_hidden_state[0]  # [64, H]
         head.copy_(torch.randn(head.shape, generator=generator))
-        top = (probe @ head.T).abs().max()
-        head.mul_(reach / top)
+        for _ in range(6):
+            logits = model.get_output_embeddings()(model.get_decoder()(input_ids=probe).last_hidden_state)
+            scale = getattr(model.config, "logit_scale", None) if model.config.model_type == "cohere" else None
+            top = float(logits.abs().max()) * (scale or 1.0)
+            if abs(top - reach) < 0.1 * reach:
+                break
+            head.mul_(reach / top)
 
 
 def build(name: str, root: Path, tokenizer: Any, space: Any, seed: int = 0) -> dict[str, Path]:
