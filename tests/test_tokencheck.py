@@ -84,7 +84,9 @@ def test_matching_checkpoint_passes_every_row(mini_demo):
     rows = check(mini_demo)
     assert rows["match"].all(), rows[~rows["match"]].to_string()
     assert {"stage3_init", "checkpoint", "tokenizer", "model"} <= set(rows["kind"])
-    assert rows.loc[rows["source"].str.startswith("embedding rows"), "found"].tolist() == [str(mini_demo["space"].vocab_size)]
+    assert rows.loc[rows["source"].str.startswith("embedding rows ("), "found"].tolist() == [str(mini_demo["space"].vocab_size)]
+    assert {"class (config.json architectures or model.class)", "checkpoint weight files (headers)",
+            "base weight files (headers)", "non-finite values"} <= set(rows["source"])
 
 
 def test_tokenizer_with_a_different_aud_end_id_fails_naming_the_token(mini_demo, tmp_path):
@@ -102,20 +104,47 @@ def test_tokenizer_with_a_different_aud_end_id_fails_naming_the_token(mini_demo,
         raise_on_mismatch(rows, "ckpt", tmp_path / "check.parquet")
 
 
-def test_checkpoint_whose_embedding_rows_differ_fails(mini_demo, tmp_path):
+def resize_saved(ckpt, suffixes, rows):
+    """Give the adapter's saved matrices ending in `suffixes` `rows` rows (cut, or padded with copies)."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    ckpt = copy_ckpt(mini_demo, tmp_path)
     weights = load_file(ckpt / "adapter_model.safetensors")
     for name in list(weights):
-        if name.endswith("embed_tokens.weight"):
-            weights[name] = torch.cat([weights[name], weights[name][:64]])
+        if name.endswith(suffixes):
+            w = weights[name]
+            weights[name] = w[:rows].clone() if rows <= len(w) else torch.cat([w, w[: rows - len(w)]])
     save_file(weights, ckpt / "adapter_model.safetensors")
+
+
+def test_checkpoint_whose_embedding_rows_differ_from_its_head_fails(mini_demo, tmp_path):
+    ckpt = copy_ckpt(mini_demo, tmp_path)
+    vocab = mini_demo["space"].vocab_size
+    resize_saved(ckpt, ("embed_tokens.weight",), vocab + 64)
+    failed = check(mini_demo, ckpt).query("~match")
+    assert failed["source"].tolist() == ["embedding and output rows agree"]
+    assert failed[["expected", "found"]].values.tolist() == [[str(vocab + 64), str(vocab)]]
+    assert "only one was resized" in failed["fix"].iloc[0]
+
+
+def test_padded_vocabulary_passes_with_the_pad_rows_in_the_detail(mini_demo, tmp_path):
+    ckpt = copy_ckpt(mini_demo, tmp_path)
+    vocab = mini_demo["space"].vocab_size
+    resize_saved(ckpt, ("embed_tokens.weight", "lm_head.weight"), vocab + 24)
     rows = check(mini_demo, ckpt)
-    failed = rows[~rows["match"]]
-    assert failed["source"].str.startswith("embedding rows").tolist() == [True]
-    assert failed["found"].tolist() == [str(mini_demo["space"].vocab_size + 64)]
+    assert rows["match"].all(), rows[~rows["match"]].to_string()
+    embedding = rows[rows["source"].str.startswith("embedding rows (")].iloc[0]
+    assert embedding["detail"] == f"embedding rows = {vocab + 24}: 24 pad rows beyond vocab_size {vocab}"
+
+
+def test_fewer_rows_than_vocab_size_fail_with_the_resize_fix(mini_demo, tmp_path):
+    ckpt = copy_ckpt(mini_demo, tmp_path)
+    vocab = mini_demo["space"].vocab_size
+    resize_saved(ckpt, ("embed_tokens.weight", "lm_head.weight"), vocab - 8)
+    failed = check(mini_demo, ckpt).query("~match")
+    assert [s.split(" (")[0] for s in failed["source"]] == ["embedding rows", "output rows"]
+    assert failed["found"].tolist() == [str(vocab - 8)] * 2
+    assert all("resize_token_embeddings(len(tokenizer))" in fix and "modules_to_save" in fix for fix in failed["fix"])
 
 
 def test_checkpoint_recording_another_hash_fails(mini_demo, tmp_path):

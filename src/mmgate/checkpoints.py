@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob as globlib
 import json
 import re
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -21,6 +21,8 @@ CKPT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 EMBED_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
 OUTPUT_SUFFIXES = ("lm_head.weight", "embed_out.weight", "output.weight")
+# the weight files loading reads, in the order peft and transformers look for them
+WEIGHT_PREFIXES = ("adapter_model", "model", "pytorch_model")
 
 
 @dataclass(frozen=True)
@@ -134,43 +136,276 @@ def base_of(ckpt: str | Path, base: str | None = None) -> str | None:
     return None
 
 
-def tensor_shapes(directory: str | Path, prefixes: Iterable[str] = ("adapter_model", "model", "pytorch_model")) -> tuple[dict[str, list[int]], str | None]:
-    """Shapes of every tensor in the directory's weight files, read from headers (safetensors) or
-    memory-mapped with `weights_only=True` (.bin), never loaded whole. Returns (shapes, file read)."""
+INCOMPLETE = "incomplete file: was the checkpoint fully copied?"
+_COPY_AGAIN = ("Copy it again from where training saved it (compare sizes or sha256 with the source), and write "
+               "the completion marker only once the copy has finished.")
+ADAPTER_PREFIXES = ("adapter_model",)  # what peft reads
+MODEL_PREFIXES = ("model", "pytorch_model")  # what transformers reads
+
+
+def weight_prefixes(directory: str | Path) -> tuple[str, ...]:
+    return ADAPTER_PREFIXES if is_adapter(directory) else MODEL_PREFIXES
+
+
+def safetensors_header(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The tensor entries of a safetensors file's header (name -> dtype, shape, data_offsets), read
+    without touching the data: 8 bytes of little-endian header length, then that much JSON.
+
+    Raises CheckpointError naming the file and both sizes where the file is shorter or longer than
+    its header says (a half-copied checkpoint: the marker is there, the weights are cut off) or the
+    header cannot be read."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else None
+            raw = handle.read(length) if length is not None and length <= size - 8 else b""
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read the file ({err}).") from err
+    if length is None:
+        raise CheckpointError(f"{path}: {INCOMPLETE} The file has {size} bytes, fewer than the 8 that give the "
+                              f"length of a safetensors header. {_COPY_AGAIN}")
+    if length > size - 8:
+        raise CheckpointError(f"{path}: {INCOMPLETE} Unreadable safetensors header: its length field says "
+                              f"{length} bytes of header, the file has {size - 8} after it. {_COPY_AGAIN}")
+    try:
+        header = json.loads(raw)
+        tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+        end = max((int(v["data_offsets"][1]) for v in tensors.values()), default=0)
+        for v in tensors.values():
+            [int(d) for d in v["shape"]]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}" if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: {INCOMPLETE} Unreadable safetensors header ({reason}); the file has "
+                              f"{size} bytes. {_COPY_AGAIN}") from None
+    data = size - 8 - length
+    if data < end:
+        raise CheckpointError(f"{path}: {INCOMPLETE} Its header says {end} bytes of data, the file has {data} "
+                              f"({end - data} bytes missing). {_COPY_AGAIN}")
+    if data > end:
+        raise CheckpointError(f"{path}: its header says {end} bytes of data, the file has {data} ({data - end} "
+                              "bytes more than the header describes), so safetensors refuses it: was the file "
+                              f"written over in place, or two copies into one? {_COPY_AGAIN}")
+    return tensors
+
+
+def weight_files(directory: str | Path, prefixes: Iterable[str] | None = None) -> tuple[list[Path], Path | None]:
+    """(the weight files loading reads from `directory`, the index that names them). Looked for in
+    the order peft and transformers do (per prefix: safetensors, its index, .bin, its index); an
+    adapter's prefix is `adapter_model`, a full model's `model` and `pytorch_model`. Files an index
+    names are listed whether or not they exist: `weight_problems` checks them."""
     directory = Path(directory)
-    for prefix in prefixes:
-        single = directory / f"{prefix}.safetensors"
-        index = directory / f"{prefix}.safetensors.index.json"
-        files: list[Path] = []
-        if single.exists():
-            files = [single]
-        elif index.exists():
-            files = sorted({directory / f for f in read_json(index).get("weight_map", {}).values()})
-        if files:
+    for prefix in weight_prefixes(directory) if prefixes is None else prefixes:
+        for suffix in (".safetensors", ".bin"):
+            single = directory / f"{prefix}{suffix}"
+            index = directory / f"{prefix}{suffix}.index.json"
+            if single.exists():
+                return [single], None
+            if index.exists():
+                weight_map = read_json(index).get("weight_map")
+                if not isinstance(weight_map, dict) or not weight_map:
+                    raise CheckpointError(f"{index}: no `weight_map` naming the shard files: {INCOMPLETE} "
+                                          f"{_COPY_AGAIN}")
+                return sorted({directory / str(f) for f in weight_map.values()}), index
+    return [], None
+
+
+def _missing_shard(index: Path, shard: Path, shards: list[Path]) -> CheckpointError:
+    present = sum(s.exists() for s in shards)
+    return CheckpointError(f"{index}: its weight_map names {shard.name}, which is not in {index.parent}: {INCOMPLETE} "
+                           f"({present} of {len(shards)} shard files are there.) {_COPY_AGAIN}")
+
+
+def _load_bin(path: Path) -> dict[str, Any]:
+    """A .bin state dict memory-mapped as data only (weights_only=True). A truncated or unreadable
+    file is a CheckpointError with torch's first line, not a raw traceback."""
+    import pickle
+
+    import torch
+
+    with unsafe_pickle_is_an_error(path):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+            text = str(err).strip()
+            if "weights_only" in text or "Weights only" in text:
+                raise
+            first = text.splitlines()[0][:300] if text else ""
+            raise CheckpointError(f"{path}: torch cannot read it ({type(err).__name__}: {first}): {INCOMPLETE} "
+                                  f"The file has {path.stat().st_size} bytes. {_COPY_AGAIN}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors; save the "
+                              "model with save_pretrained.")
+    return state
+
+
+def tensor_table(directory: str | Path, prefixes: Iterable[str] | None = None) -> dict[str, tuple[Path, list[int]]]:
+    """name -> (the file holding it, its shape) for every tensor of the directory's weight files,
+    from safetensors headers parsed here (no tensor read) or a memory-mapped .bin. Raises
+    CheckpointError naming the file for a missing shard, a truncated file or an unreadable header."""
+    files, index = weight_files(directory, prefixes)
+    table: dict[str, tuple[Path, list[int]]] = {}
+    for path in files:
+        if not path.exists():
+            raise _missing_shard(index or path, path, files)
+        if path.name.endswith(".safetensors"):
+            table.update({k: (path, [int(d) for d in v["shape"]]) for k, v in safetensors_header(path).items()})
+        else:
+            table.update({k: (path, list(v.shape)) for k, v in _load_bin(path).items() if hasattr(v, "shape")})
+    return table
+
+
+def tensor_shapes(directory: str | Path, prefixes: Iterable[str] = WEIGHT_PREFIXES) -> tuple[dict[str, list[int]], str | None]:
+    """Shapes of every tensor in the directory's weight files, read from headers (safetensors) or
+    memory-mapped with `weights_only=True` (.bin), never loaded whole. Returns (shapes, files read).
+    A truncated file, an unreadable header or a missing shard raises CheckpointError naming the file."""
+    files, _ = weight_files(directory, prefixes)
+    if not files:
+        return {}, None
+    table = tensor_table(directory, prefixes)
+    return {k: shape for k, (_, shape) in table.items()}, ",".join(f.name for f in files)
+
+
+def weight_problems(directory: str | Path, prefixes: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """(file, problem) for each weight file of `directory` that loading would fail on: a shard its
+    index names that is not there, a safetensors file shorter or longer than its header says, an
+    unreadable header or .bin. Cheap: headers only (a .bin is memory-mapped); no tensor is read."""
+    directory = Path(directory)
+    try:
+        files, index = weight_files(directory, prefixes)
+    except CheckpointError as err:
+        return [(str(directory), str(err))]
+    problems = []
+    for path in files:
+        try:
+            if not path.exists():
+                raise _missing_shard(index or path, path, files)
+            if path.name.endswith(".safetensors"):
+                safetensors_header(path)
+            else:
+                _load_bin(path)
+        except CheckpointError as err:
+            problems.append((str(path), str(err)))
+    return problems
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """The NaN/inf values of one saved tensor: how many, in how many rows, and the first of those rows."""
+
+    path: str
+    tensor: str
+    count: int
+    nan: int
+    rows: int
+    first_rows: tuple[int, ...]
+
+    def describe(self) -> str:
+        shown = ", ".join(map(str, self.first_rows))
+        more = f", ... ({self.rows} rows in all)" if self.rows > len(self.first_rows) else ""
+        return (f"{self.tensor}: {self.count} non-finite values ({self.nan} NaN, {self.count - self.nan} inf) in "
+                f"{'rows' if self.rows > 1 else 'row'} {shown}{more}")
+
+
+def nonfinite_values(path: str | Path, names: Iterable[str] | None = None, chunk_bytes: int = 64 << 20,
+                     show: int = 5) -> list[NonFinite]:
+    """NaN/inf in the floating-point tensors `names` (every one when None) of one weight file, read
+    one tensor at a time, and a big matrix in chunks of rows, so memory stays bounded."""
+    import torch
+
+    path = Path(path)
+    with ExitStack() as stack:
+        if path.name.endswith(".safetensors"):
             from safetensors import safe_open
 
-            shapes = {}
-            for f in files:
-                with safe_open(str(f), framework="pt") as handle:
-                    shapes.update({k: list(handle.get_slice(k).get_shape()) for k in handle.keys()})
-            return shapes, ",".join(f.name for f in files)
-        binary = directory / f"{prefix}.bin"
-        if binary.exists():
-            with unsafe_pickle_is_an_error(binary):
-                import torch
+            handle = stack.enter_context(safe_open(str(path), framework="pt"))
+            keys = list(handle.keys())
+        else:
+            state = _load_bin(path)
+            keys = [k for k, v in state.items() if hasattr(v, "shape")]
+        wanted = keys if names is None else [n for n in names if n in set(keys)]
+        found = []
+        for name in wanted:
+            if path.name.endswith(".safetensors"):
+                sliced = handle.get_slice(name)
+                shape = [int(d) for d in sliced.get_shape()]
+                if not str(sliced.get_dtype()).upper().startswith(("F", "BF")):
+                    continue
+                read = (lambda a, b, s=sliced: s[a:b]) if shape else (lambda a, b, n=name: handle.get_tensor(n))
+            else:
+                tensor = state[name]
+                shape = list(tensor.shape)
+                if not tensor.is_floating_point():
+                    continue
+                read = (lambda a, b, t=tensor: t[a:b]) if shape else (lambda a, b, t=tensor: t)
+            rows = shape[0] if shape else 1
+            per_row = 1
+            for d in shape[1:]:
+                per_row *= d
+            step = max(1, chunk_bytes // max(1, per_row * 4))
+            count = nan = n_rows = 0
+            first: list[int] = []
+            for start in range(0, rows, step):
+                chunk = read(start, min(rows, start + step)).float()
+                bad = ~torch.isfinite(chunk)
+                if not bool(bad.any()):
+                    continue
+                count += int(bad.sum())
+                nan += int(torch.isnan(chunk).sum())
+                hits = (torch.nonzero(bad.reshape(max(1, bad.shape[0] if bad.dim() else 1), -1).any(dim=1))
+                        .flatten() + start).tolist()
+                n_rows += len(hits)
+                first += hits[: max(0, show - len(first))]
+                del chunk, bad
+            if count:
+                found.append(NonFinite(str(path), name, count, nan, n_rows, tuple(first)))
+    return found
 
-                state = torch.load(binary, map_location="cpu", weights_only=True, mmap=True)
-            return {k: list(v.shape) for k, v in state.items()}, binary.name
-    return {}, None
+
+def _is(name: str, suffixes: Iterable[str]) -> bool:
+    return "lora_" not in name and any(name == s or name.endswith("." + s) for s in suffixes)
 
 
-def _rows_of(shapes: Mapping[str, list[int]], suffixes: Iterable[str]) -> tuple[int | None, str | None]:
-    for name, shape in shapes.items():
-        if "lora_" in name:
-            continue
-        if any(name.endswith(s) for s in suffixes) and len(shape) == 2:
-            return int(shape[0]), name
-    return None, None
+def embedding_and_head(table: Mapping[str, tuple[Path, list[int]]]) -> tuple[str | None, str | None]:
+    """Names of the input embedding and output head matrices among saved tensors (not LoRA factors):
+    `embed_tokens.weight` covers Llama-likes, Chameleon (`model.embed_tokens`) and Emu3
+    (`model.text_model.embed_tokens`); `lm_head.weight` the heads."""
+    def first(suffixes: Iterable[str]) -> str | None:
+        names = [n for n, (_, shape) in table.items() if _is(n, suffixes) and len(shape) == 2]
+        return min(names, key=lambda n: n.count(".")) if names else None
+
+    return first(EMBED_SUFFIXES), first(OUTPUT_SUFFIXES)
+
+
+def model_config(directory: str | Path) -> dict[str, Any]:
+    """config.json of a model directory ({} when there is none)."""
+    path = Path(directory) / "config.json"
+    return read_json(path) if path.exists() else {}
+
+
+def _text_value(config: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """`key` of a multimodal config's `text_config` (Emu3), else of the config itself."""
+    inner = config.get("text_config")
+    if isinstance(inner, dict) and key in inner:
+        return inner[key]
+    return config.get(key, default)
+
+
+def config_vocab_size(directory: str | Path) -> tuple[int | None, str]:
+    """(vocab_size, where) from config.json: `text_config.vocab_size` for multimodal configs."""
+    config = model_config(directory)
+    inner = config.get("text_config")
+    if isinstance(inner, dict) and isinstance(inner.get("vocab_size"), int):
+        return inner["vocab_size"], f"{Path(directory) / 'config.json'}:text_config.vocab_size"
+    if isinstance(config.get("vocab_size"), int):
+        return config["vocab_size"], f"{Path(directory) / 'config.json'}:vocab_size"
+    return None, ""
+
+
+def ties_head(directory: str | Path) -> bool:
+    """Whether the output head shares the input embedding (`tie_word_embeddings`, transformers' default True)."""
+    return bool(_text_value(model_config(directory), "tie_word_embeddings", True))
 
 
 @dataclass(frozen=True)
@@ -183,29 +418,69 @@ class ModelRows:
     output_source: str
 
 
-def model_rows(ckpt: str | Path, base: str | None = None, tokenizer_len: int | None = None) -> ModelRows:
-    """Embedding and output rows the checkpoint will have once loaded as DESIGN.md says.
+def _own_rows(directory: Path) -> ModelRows:
+    """The rows a full model loads with: its saved matrices, else config.json (a tied head: the embedding's)."""
+    try:
+        table = tensor_table(directory, MODEL_PREFIXES)
+    except CheckpointError as err:
+        return ModelRows(None, f"not found: {err}", None, f"not found: {err}")
+    emb_name, out_name = embedding_and_head(table)
+    emb = out = None
+    emb_src = out_src = ""
+    if emb_name:
+        emb, emb_src = table[emb_name][1][0], f"{table[emb_name][0]}:{emb_name}"
+    else:
+        emb, emb_src = config_vocab_size(directory)
+    tied = ties_head(directory)
+    if out_name:
+        out, out_src = table[out_name][1][0], f"{table[out_name][0]}:{out_name}"
+    elif tied:
+        out, out_src = emb, "tied to the input embedding (tie_word_embeddings)"
+    elif table:
+        out_src = (f"not found: config.json unties the head (tie_word_embeddings false) and the weight files of "
+                   f"{directory} hold no {' / '.join(OUTPUT_SUFFIXES)}, so the head would load randomly initialised")
+    else:
+        out, out_src = config_vocab_size(directory)
+    return ModelRows(emb, emb_src or "not found", out, out_src or "not found")
 
-    An adapter that saved `embed_tokens`/`lm_head` (modules_to_save) carries its own full matrices;
-    otherwise the base is resized to `len(tokenizer)` at load, so the rows are that length.
+
+def model_rows(ckpt: str | Path, base: str | None = None, tokenizer_len: int | None = None) -> ModelRows:
+    """Embedding and output rows the checkpoint has once loaded, read from headers and config.json
+    without loading a tensor.
+
+    A full model: its own saved embedding/head matrices (safetensors headers, or a memory-mapped
+    .bin), else config.json's `vocab_size` (`text_config.vocab_size` for multimodal configs such as
+    Emu3); a tied head (`tie_word_embeddings`) has the embedding's rows. An adapter: the matrices it
+    saved (modules_to_save), else its BASE's own rows, read the same way: that is what the base is
+    resized to at load, never `len(tokenizer)` by assumption (`tokenizer_len` is accepted and not
+    used). A weight file that cannot be read leaves the rows None with the problem as the source.
     """
     ckpt = Path(ckpt)
-    shapes, source = tensor_shapes(ckpt)
-    emb, emb_name = _rows_of(shapes, EMBED_SUFFIXES)
-    out, out_name = _rows_of(shapes, OUTPUT_SUFFIXES)
-    emb_src = f"{ckpt / source}:{emb_name}" if emb is not None else ""
-    out_src = f"{ckpt / source}:{out_name}" if out is not None else ""
-    if is_adapter(ckpt):
-        if emb is None and tokenizer_len is not None:
-            emb, emb_src = tokenizer_len, "base resized to len(tokenizer) at load"
-        if out is None:
-            if tokenizer_len is not None:
-                out, out_src = tokenizer_len, "base resized to len(tokenizer) at load"
+    if not is_adapter(ckpt):
+        return _own_rows(ckpt)
+    try:
+        table = tensor_table(ckpt, ADAPTER_PREFIXES)
+    except CheckpointError as err:
+        return ModelRows(None, f"not found: {err}", None, f"not found: {err}")
+    emb_name, out_name = embedding_and_head(table)
+    saved = {
+        "emb": (table[emb_name][1][0], f"{table[emb_name][0]}:{emb_name}") if emb_name else None,
+        "out": (table[out_name][1][0], f"{table[out_name][0]}:{out_name}") if out_name else None,
+    }
+    if saved["emb"] and saved["out"]:
+        return ModelRows(*saved["emb"], *saved["out"])
+    resolved = base_of(ckpt, base)
+    if not resolved:
+        base_rows = ModelRows(None, "not found: the adapter saved no such matrix and names no base model "
+                              "(set `model.base`)", None, "not found: the adapter saved no such matrix and names no "
+                              "base model (set `model.base`)")
+    elif not Path(resolved).is_dir():
+        why = f"not found: the adapter saved no such matrix and its base {resolved!r} is not a local directory"
+        base_rows = ModelRows(None, why, None, why)
     else:
-        config = read_json(ckpt / "config.json") if (ckpt / "config.json").exists() else {}
-        text_config = config.get("text_config", config)
-        if emb is None and "vocab_size" in text_config:
-            emb, emb_src = int(text_config["vocab_size"]), f"{ckpt / 'config.json'}:vocab_size"
-        if out is None and emb is not None and text_config.get("tie_word_embeddings", config.get("tie_word_embeddings", True)):
-            out, out_src = emb, "tied to the input embedding (tie_word_embeddings)"
-    return ModelRows(emb, emb_src or "not found", out, out_src or "not found")
+        own = _own_rows(Path(resolved))
+        base_rows = ModelRows(own.embedding_rows, f"base {own.embedding_source}", own.output_rows,
+                              f"base {own.output_source}")
+    emb, emb_src = saved["emb"] or (base_rows.embedding_rows, base_rows.embedding_source)
+    out, out_src = saved["out"] or (base_rows.output_rows, base_rows.output_source)
+    return ModelRows(emb, emb_src, out, out_src)

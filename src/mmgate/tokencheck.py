@@ -10,6 +10,14 @@ are shifted by one, with every special token in place, has the same length and t
 ids. So the id-to-token table of every modality range is compared with the Stage-3 init's
 tokenizer (and with the digests a Stage-2 shard records under `token_tables` in its metadata),
 range by range, naming the first id that differs.
+
+P0.1 also sees what loading the model will see, so a checkpoint that cannot load, or would load
+wrong, fails here with a row that names the file rather than in a GPU job: the class it loads as
+(`model` row, `families.resolve_architecture`), whether every weight file is whole (a safetensors
+file shorter than its header says, an index naming a missing shard, a .bin torch cannot read:
+`weights` rows), NaN/inf in what an adapter saved or in a full model's embedding and head, and the
+embedding/head rows the loaded model has (`checkpoints.model_rows`): at least vocab_size (pad rows
+beyond it pass), and the same for both.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ import json
 
 import pandas as pd
 
-from .checkpoints import model_rows
-from .errors import TokenSpaceError, TokenSpaceMismatch
+from .checkpoints import (MODEL_PREFIXES, ModelRows, base_of, embedding_and_head, is_adapter, model_rows, nonfinite_values,
+                          tensor_table, weight_files, weight_problems)
+from .errors import CheckpointError, TokenSpaceError, TokenSpaceMismatch
 from .io import TOKEN_SPACE_KEY, read_file_metadata
 from .tokenspace import TokenSpace, read_sha256_file
 
@@ -237,23 +246,148 @@ def stage2_table_rows(stage2: pd.DataFrame, digests: Mapping[str, str], name: st
     return rows
 
 
-def model_row_checks(ckpt: str | Path, base: str | None, space: TokenSpace, name: str, tokenizer_len: int) -> list[dict[str, Any]]:
-    rows = model_rows(ckpt, base, tokenizer_len)
+RESIZE_FIX = ("resize_token_embeddings(len(tokenizer)) before training and save the resized matrices "
+              "(modules_to_save=[\"embed_tokens\", \"lm_head\"] for LoRA)")
+DIVERGED_FIX = "the checkpoint was saved after a diverged step; use an earlier checkpoint or resume from one"
+
+
+def model_row_checks(ckpt: str | Path, base: str | None, space: TokenSpace, name: str,
+                     tokenizer_len: int | None = None) -> list[dict[str, Any]]:
+    """Embedding and output rows of the model as it loads (`checkpoints.model_rows`) against vocab_size.
+
+    More rows than vocab_size pass (a vocabulary padded to a multiple of 64 or 128: the pad rows
+    are never generated once sampling is restricted); fewer fail, as do an embedding and a head of
+    different sizes (an untied model where only one matrix was resized)."""
+    try:
+        rows = model_rows(ckpt, base, tokenizer_len)
+    except CheckpointError as err:  # e.g. a config.json that is not JSON: a failed row, not a crash
+        rows = ModelRows(None, f"not found: {err}", None, f"not found: {err}")
+    vocab = space.vocab_size
     checks = []
     for what, count, source in (("embedding rows", rows.embedding_rows, rows.embedding_source),
                                 ("output rows", rows.output_rows, rows.output_source)):
+        if count is None:
+            detail = f"{what}: {source}"
+            why = source.removeprefix("not found: ").removeprefix("base not found: ")
+            fix = (f"no {what} for the loaded model: {why.rstrip('.')}. Save the model with save_pretrained (it "
+                   "writes config.json and every matrix), or fix the weight files the 'weights' rows name")
+        elif count < vocab:
+            detail = f"{what} = {count}: {vocab - count} fewer than vocab_size {vocab}"
+            fix = (f"the model's {what} ({count}) are fewer than vocab_size {vocab} in token_space.json, so ids "
+                   f"{count}..{vocab - 1} have no row: {RESIZE_FIX}")
+        elif count > vocab:
+            detail = f"{what} = {count}: {count - vocab} pad rows beyond vocab_size {vocab}"
+            fix = ""
+        else:
+            detail, fix = f"{what} = {count}", ""
+        checks.append(_row("model", name, str(ckpt), f"{what} ({source})", count is not None and count >= vocab,
+                           f">= {vocab}", count, detail, fix))
+    emb, out = rows.embedding_rows, rows.output_rows
+    if emb is not None and out is not None and emb != out:
         checks.append(_row(
-            "model", name, str(ckpt), f"{what} ({source})", count == space.vocab_size, space.vocab_size, count,
-            f"{what} = {count}",
-            f"the model's {what} must equal vocab_size: resize_token_embeddings(len(tokenizer)) before training "
-            "and save the resized matrices (modules_to_save for LoRA)",
+            "model", name, str(ckpt), "embedding and output rows agree", False, emb, out,
+            f"embedding rows = {emb} ({rows.embedding_source}), output rows = {out} ({rows.output_source})",
+            "the input embedding and the output head have different row counts (an untied model where only one "
+            f"was resized, or an adapter that saved only one of them): {RESIZE_FIX}",
         ))
     return checks
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
+
+
+def architecture_row(ckpt: str | Path, base: str | None, model_class: str | None, name: str,
+                     trust_remote_code: bool) -> dict[str, Any]:
+    """The class the model loads as (`families.resolve_architecture`), or why there is none."""
+    from .families import resolve_architecture
+
+    source = "class (config.json architectures or model.class)"
+    try:
+        arch = resolve_architecture(ckpt, base, model_class, trust_remote_code)
+    except Exception as err:  # CheckpointError says the file, the field and the fix; anything else is a row too
+        message = str(err) if isinstance(err, CheckpointError) else _first_line(err)
+        return _row("model", name, str(ckpt), source, False, model_class or "a generating class", None, message,
+                    message)
+    return _row("model", name, str(arch.config_path), source, True, model_class, arch.class_name,
+                f"{arch.class_name} ({arch.source})" + (", remote code" if arch.remote_code else ""))
+
+
+def weight_rows(ckpt: str | Path, base: str | None, name: str) -> list[dict[str, Any]]:
+    """Can the weight files load, and are the saved values finite?
+
+    One row per weight folder (the checkpoint and, for an adapter, its base): a shard an index names
+    that is missing, a file shorter than its header says, an unreadable header or .bin fails it,
+    naming the file. Then NaN/inf: every tensor an adapter saved (LoRA factors, modules_to_save
+    copies), and a full model's embedding and output head, read a chunk of rows at a time."""
+    ckpt = Path(ckpt)
+    rows = []
+    folders = [("checkpoint", ckpt)]
+    if is_adapter(ckpt):
+        try:
+            resolved = base_of(ckpt, base)
+        except CheckpointError:  # adapter_config.json unreadable: the class row says so
+            resolved = None
+        if resolved and Path(resolved).is_dir():
+            folders.append(("base", Path(resolved)))
+    clean: dict[Path, bool] = {}
+    for role, folder in folders:
+        try:
+            files, _ = weight_files(folder)
+        except CheckpointError as err:
+            files, problems = [], [(str(folder), str(err))]
+        else:
+            problems = weight_problems(folder)
+        if not files and not problems:
+            expected = ("adapter_model.safetensors or adapter_model.bin" if is_adapter(folder) else
+                        "model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json")
+            problems = [(str(folder), f"{folder}: no weight files ({expected}), so the {role} cannot load. Save it "
+                                      f"with save_pretrained, or point config.yaml at the folder that holds it.")]
+        for path, problem in problems:  # each problem names the file and says what to do
+            state = "incomplete" if "incomplete file" in problem else "missing" if "no weight files" in problem else "unreadable"
+            fix = problem[len(path) + 2:] if problem.startswith(f"{path}: ") else problem  # the path is printed beside it
+            rows.append(_row("weights", name, path, f"{role} weight file", False, "complete", state, problem, fix))
+        if not problems:
+            rows.append(_row("weights", name, folder, f"{role} weight files (headers)", True, "complete", "complete",
+                             f"{len(files)} file(s) complete: " + ", ".join(f.name for f in files[:4])
+                             + (", ..." if len(files) > 4 else "")))
+        clean[folder] = not problems
+    if not clean.get(ckpt):
+        return rows
+    try:
+        if is_adapter(ckpt):
+            targets = [(f, None) for f in weight_files(ckpt)[0]]
+            what = "every tensor the adapter saved"
+        else:
+            table = tensor_table(ckpt, MODEL_PREFIXES)
+            names = [n for n in embedding_and_head(table) if n]
+            targets = [(table[n][0], [n]) for n in names]
+            what = "embedding and output head"
+        found = [bad for path, names in targets for bad in nonfinite_values(path, names)]
+    except Exception as err:  # an unreadable tensor is a failed row, not a crash of the P0.1 job
+        rows.append(_row("weights", name, ckpt, "non-finite values", False, "finite", None,
+                         f"cannot read the saved tensors ({_first_line(err)})",
+                         "copy the checkpoint again from where training saved it (compare sizes or sha256 with "
+                         "the source), then rerun"))
+        return rows
+    for bad in found:
+        rows.append(_row("weights", name, bad.path, f"non-finite values: {bad.tensor}", False, "finite",
+                         f"{bad.count} non-finite", bad.describe(), f"{bad.describe()}: {DIVERGED_FIX}"))
+    if not found:
+        rows.append(_row("weights", name, ckpt, "non-finite values", True, "finite", "finite",
+                         f"no NaN or inf in the {what}"))
+    return rows
+
+
 def check_checkpoint(space: TokenSpace, ckpt_name: str, ckpt_dir: str | Path, stage2: pd.DataFrame,
-                     stage3_dir: str | Path | None, base: str | None = None, trust_remote_code: bool = False) -> pd.DataFrame:
-    """All P0.1 rows for one checkpoint; `stage2` is the cached table from `stage2_rows`."""
+                     stage3_dir: str | Path | None, base: str | None = None, trust_remote_code: bool = False,
+                     model_class: str | None = None) -> pd.DataFrame:
+    """All P0.1 rows for one checkpoint; `stage2` is the cached table from `stage2_rows`.
+
+    Besides the token space, it sees what loading the model will see: the class it loads as
+    (`model_class` is config.yaml's `model.class`), whether every weight file is whole, NaN/inf in
+    the saved weights, and the embedding/head rows the loaded model has."""
     from .loading import load_tokenizer, tokenizer_dir
 
     from .checkpoints import has_tokenizer
@@ -263,15 +397,26 @@ def check_checkpoint(space: TokenSpace, ckpt_name: str, ckpt_dir: str | Path, st
     if stage3_dir:
         rows.append(checkpoint_hash_row("stage3_init", Path(stage3_dir).name, stage3_dir, space.sha256))
     rows.append(checkpoint_hash_row("checkpoint", ckpt_name, ckpt_dir, space.sha256))
-    tokenizer = load_tokenizer(ckpt_dir, base, trust_remote_code)
-    source = tokenizer_dir(ckpt_dir, base)
-    rows += tokenizer_rows(tokenizer, space, ckpt_name, source)
-    tokens = range_tokens(tokenizer, space)
-    if stage3_dir and has_tokenizer(stage3_dir) and Path(stage3_dir).resolve() != Path(source).resolve():
-        reference = range_tokens(load_tokenizer(stage3_dir, None, trust_remote_code), space)
-        rows += token_table_rows(tokens, reference, space, ckpt_name, source, "the Stage-3 init tokenizer")
-    rows += stage2_table_rows(stage2, {r: table_digest(t) for r, t in tokens.items()}, ckpt_name, source)
-    rows += model_row_checks(ckpt_dir, base, space, ckpt_name, len(tokenizer))
+    try:
+        source = tokenizer_dir(ckpt_dir, base)
+        tokenizer = load_tokenizer(ckpt_dir, base, trust_remote_code)
+    except Exception as err:  # a failed row; the model rows below still say what else is wrong
+        message = str(err) if isinstance(err, CheckpointError) else (
+            f"{ckpt_dir}: cannot load the tokenizer ({_first_line(err)}). Save the Stage-2 tokenizer with the "
+            "checkpoint (tokenizer.save_pretrained)")
+        rows.append(_row("tokenizer", ckpt_name, str(ckpt_dir), "load the tokenizer", False, "a tokenizer", None,
+                         message, message))
+        tokenizer = None
+    if tokenizer is not None:
+        rows += tokenizer_rows(tokenizer, space, ckpt_name, source)
+        tokens = range_tokens(tokenizer, space)
+        if stage3_dir and has_tokenizer(stage3_dir) and Path(stage3_dir).resolve() != Path(source).resolve():
+            reference = range_tokens(load_tokenizer(stage3_dir, None, trust_remote_code), space)
+            rows += token_table_rows(tokens, reference, space, ckpt_name, source, "the Stage-3 init tokenizer")
+        rows += stage2_table_rows(stage2, {r: table_digest(t) for r, t in tokens.items()}, ckpt_name, source)
+    rows.append(architecture_row(ckpt_dir, base, model_class, ckpt_name, trust_remote_code))
+    rows += weight_rows(ckpt_dir, base, ckpt_name)
+    rows += model_row_checks(ckpt_dir, base, space, ckpt_name, None if tokenizer is None else len(tokenizer))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

@@ -42,6 +42,7 @@ checkpoint token_space:
         base=model_base,
         stage3_init=stage3_dir,
         trust_remote_code=config["model"]["trust_remote_code"],
+        model_class=config["model"].get("class"),
         templates=config["templates"],
     script:
         "../scripts/token_space.py"

@@ -13,9 +13,14 @@ from mmgate.tokenspace import TokenSpace
 def main(smk, log):
     space = TokenSpace.load(smk.input.token_space)
     ckpt = smk.wildcards.ckpt
-    # Before any GPU job: a template error found there would cost the cached shards it replaces
-    tokenizer = load_tokenizer(smk.params.ckpt_dir, smk.params.base, smk.params.trust_remote_code)
-    validate_templates(smk.params.templates, tokenizer, space.special_tokens)
+    # Before any GPU job: a template error found there would cost the cached shards it replaces.
+    # A tokenizer that cannot load is a failed row of check_checkpoint's table, not a traceback here.
+    try:
+        tokenizer = load_tokenizer(smk.params.ckpt_dir, smk.params.base, smk.params.trust_remote_code)
+    except Exception:
+        tokenizer = None
+    if tokenizer is not None:
+        validate_templates(smk.params.templates, tokenizer, space.special_tokens)
     frame = check_checkpoint(
         space,
         ckpt,
@@ -24,6 +29,7 @@ def main(smk, log):
         smk.params.stage3_init,
         base=smk.params.base,
         trust_remote_code=smk.params.trust_remote_code,
+        model_class=smk.params.model_class,
     )
     meta = provenance("token_space", space.sha256, checkpoint=ckpt, checkpoint_dir=str(smk.params.ckpt_dir))
     # Written pass or fail: the report turns a failure into P0.1 FAIL (every other gate SKIP) and
