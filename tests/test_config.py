@@ -220,3 +220,15 @@ def test_sigterm_during_an_atomic_write_leaves_no_temporary_file(tmp_path):
     assert proc.wait(timeout=30) == 143
     time.sleep(0.1)
     assert list(tmp_path.glob(".*tmp")) == [] and not (tmp_path / "out.parquet").exists()
+
+
+@pytest.mark.parametrize("name, model_class", [("chameleon-like", None), ("emu3-like", None)])
+def test_image_only_family_example_configs_are_valid(name, model_class):
+    config = load_config(REPO / "config" / "examples" / f"{name}.yaml")
+    assert set(config["templates"]) == {"t2i", "i2t"} and config["model"]["class"] is model_class
+
+
+def test_a_model_class_is_accepted_in_the_model_section():
+    config = demo_config()
+    config["model"]["class"] = "ChameleonForConditionalGeneration"
+    assert validate_config(config)["model"]["class"] == "ChameleonForConditionalGeneration"

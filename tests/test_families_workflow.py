@@ -100,3 +100,60 @@ def test_constrained_generation_stays_in_the_modality(family_run, name):
         assert len(frame) == PER_TASK
         assert frame["out_of_range"].sum() == 0 and frame["wrong_slot"].sum() == 0
         assert np.isfinite(frame["removed_mass_mean"]).any()
+
+
+@pytest.fixture(scope="module")
+def image_only_run(family_run, tmp_path_factory, mini_demo):
+    """A Chameleon-like model that writes and reads images only: its token space has no audio, its golden
+    set and templates only t2i and i2t (config/examples/chameleon-like.yaml)."""
+    import shutil
+
+    from mmgate import demo
+    from mmgate.templates import PromptTemplate
+    from mmgate.tokenspace import TokenSpace
+
+    root = tmp_path_factory.mktemp("image_only")
+    spec = json.loads((mini_demo["root"] / "token_space.json").read_text())
+    del spec["modalities"]["audio"]
+    spec["ranges"] = {"IMAGE": spec["ranges"]["IMAGE"]}
+    (root / "token_space.json").write_text(json.dumps(spec))
+    space, tokenizer = TokenSpace.load(root / "token_space.json"), mini_demo["tokenizer"]
+    ckpt = root / "chameleon"
+    shutil.copytree(family_run["checkpoints"]["chameleon"], ckpt)
+    (ckpt / "token_space.sha256").write_text(space.sha256 + "\n")
+    world = demo.SyntheticWorld(mini_demo["space"], seed=0)
+    golden = demo.golden_frame(world, PER_TASK, seed=1)
+    write_parquet(golden[golden["task"].isin(["t2i", "i2t"])].reset_index(drop=True), root / "golden.parquet", {})
+    templates = {t: family_run["config"]["templates"][t] for t in ("t2i", "i2t")}
+    encoders = {t: PromptTemplate(s, tokenizer, space.special_tokens, name=t) for t, s in templates.items()}
+    rng = np.random.default_rng(0)
+    demo.write_stage2_shard(root / "stage2.parquet", [world.sample(t, rng) for t in ("t2i", "i2t")], encoders,
+                            tokenizer, space, space.sha256, 0, "s2")
+    config = {**family_run["config"], "token_space": str(root / "token_space.json"),
+              "golden_set": str(root / "golden.parquet"), "checkpoints": {"chameleon": str(ckpt)},
+              "stage2": {"shards": [str(root / "stage2.parquet")]}, "templates": templates,
+              "decoders": {"image": family_run["config"]["decoders"]["image"]}}
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    return root, snakemake("--cores", "2", "-d", str(root / "run"), "--configfile", str(root / "config.yaml"),
+                           timeout=1200)
+
+
+@pytest.mark.slow
+def test_an_image_only_model_is_verified_with_image_templates_alone(image_only_run):
+    root, _ = image_only_run
+    gates = json.loads((root / "run/results/report/ckpt=chameleon/gates.json").read_text())
+    decided = {g["gate"]: g for g in gates["gates"]}
+    assert decided["P0.1"]["verdict"] == "PASS" and decided["P0.3"]["verdict"] != "SKIP"
+    assert gates["provenance"]["golden_n"] == {"i2t": PER_TASK, "t2i": PER_TASK}
+    assert not list((root / "run/results/generate/ckpt=chameleon").glob("task=t2a"))
+
+
+@pytest.mark.slow
+def test_a_task_in_the_golden_set_without_a_template_is_an_error_before_any_job(image_only_run):
+    root, _ = image_only_run
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    del config["templates"]["i2t"]
+    (root / "no_i2t.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "-d", str(root / "run"), "--configfile", str(root / "no_i2t.yaml"), check=False)
+    assert proc.returncode != 0
+    assert f"has {PER_TASK} i2t rows but `templates` has no i2t" in proc.stdout + proc.stderr

@@ -131,7 +131,14 @@ def _check_inputs():
         )
     golden = Path(config["golden_set"])
     if golden.exists():
-        _golden_counts(str(golden), golden.stat().st_mtime)  # validates every row
+        counts = _golden_counts(str(golden), golden.stat().st_mtime)  # validates every row
+        untemplated = sorted(t for t in counts if t not in config["templates"])
+        if untemplated:
+            raise WorkflowError(
+                f"golden_set {golden} has {', '.join(f'{counts[t]} {t}' for t in untemplated)} rows but "
+                f"`templates` has no {' or '.join(untemplated)}: add the prompt format these tasks were trained "
+                "with under `templates:`, or drop their rows from the golden set."
+            )
 
 
 def ckpt_dir(wildcards):
