@@ -6,6 +6,7 @@ import pytest
 from mmgate.errors import TokenSpaceMismatch
 from mmgate.io import write_parquet
 from mmgate.tokencheck import check_checkpoint, raise_on_mismatch, stage2_rows, token_space_rows
+from mmgate.tokenspace import TokenSpace
 
 OTHER = "0" * 64
 
@@ -195,3 +196,52 @@ def test_a_stage2_shard_records_its_id_to_token_tables_and_a_shifted_checkpoint_
     shard_rows = rows[rows["kind"] == "stage2_shard"]
     assert shard_rows["match"].tolist() == [True, False]  # its hash is right; its tables are not this tokenizer's
     assert shard_rows["detail"].iloc[1].startswith(f"{len(space.ranges)} of {len(space.ranges)} ranges differ")
+
+
+def chameleon_like_tokenizer():
+    """Image codes as base-vocabulary tokens (IMGIMG...Z, as Chameleon's), begin/end of image added."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "a", "cat", "sky"] + [f"IMGIMG{chr(65 + i)}Z" for i in range(4)]
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "<unk>")))
+    tok.add_tokens(["<boi>", "<eoi>"])
+    space = TokenSpace.from_dict({"vocab_size": 10, "special_tokens": {"<boi>": 8, "<eoi>": 9},
+                                  "ranges": {"TEXT": [1, 4], "IMAGE": [4, 8]},
+                                  "modalities": {"image": {"ranges": ["IMAGE"], "start_token": "<boi>", "end_token": "<eoi>"}}})
+    return tok, space
+
+
+def test_a_text_range_of_ordinary_words_is_not_required_to_be_added_tokens():
+    from mmgate.tokencheck import tokenizer_rows
+
+    tok, space = chameleon_like_tokenizer()
+    rows = tokenizer_rows(tok, space, "ckpt", "here", declared={4, 5, 6, 7})
+    assert all(r["match"] for r in rows), [r for r in rows if not r["match"]]
+    assert not any("TEXT" in r["source"] for r in rows)
+
+
+def test_image_codes_in_the_base_vocabulary_pass_where_the_models_vocabulary_map_declares_them():
+    from mmgate.tokencheck import tokenizer_rows
+
+    tok, space = chameleon_like_tokenizer()
+    rows = {r["source"]: r for r in tokenizer_rows(tok, space, "ckpt", "here", declared={4, 5, 6, 7})}
+    assert rows["IMAGE id 4"]["match"] and "image token by the model's vocabulary_map" in rows["IMAGE id 4"]["detail"]
+
+
+def test_image_codes_in_the_base_vocabulary_fail_where_nothing_declares_them():
+    from mmgate.tokencheck import tokenizer_rows
+
+    tok, space = chameleon_like_tokenizer()
+    rows = {r["source"]: r for r in tokenizer_rows(tok, space, "ckpt", "here")}
+    assert not rows["IMAGE id 4"]["match"] and "not an added modality token" in rows["IMAGE id 4"]["fix"]
+
+
+def test_declared_image_ids_are_read_from_the_models_vocabulary_map(tmp_path):
+    import json as _json
+
+    from mmgate.families import declared_image_ids
+
+    (tmp_path / "config.json").write_text(_json.dumps({"architectures": ["ChameleonForConditionalGeneration"],
+                                                       "vocabulary_map": {"IMGIMGAZ": 4, "IMGIMGBZ": 5, "<image>": 9}}))
+    assert declared_image_ids(tmp_path) == {4, 5}

@@ -123,3 +123,20 @@ def text_config(config: Any) -> Any:
     """The text model's config of a multimodal config (Emu3's `text_config`), else the config itself."""
     inner = config.get_text_config() if hasattr(config, "get_text_config") else None
     return inner if inner is not None else config
+
+
+# HF Chameleon's convention (ChameleonImageVocabularyMapping): the image codes are base-vocabulary
+# tokens named IMGIMG<digits as letters>Z, listed with their ids in config.json `vocabulary_map`
+IMAGE_TOKEN_PREFIX = "IMGIMG"
+
+
+def declared_image_ids(ckpt: str | Path, base: str | None = None) -> set[int]:
+    """Ids the model's own config declares as image tokens (`vocabulary_map`, Chameleon / Lumina-mGPT /
+    Anole): modality codes that live in the base vocabulary rather than as added tokens."""
+    try:
+        config = json.loads((config_dir(ckpt, base) / "config.json").read_text())
+    except (OSError, ValueError, CheckpointError):
+        return set()
+    mapping = config.get("vocabulary_map") or {}
+    return {int(i) for name, i in mapping.items() if isinstance(name, str) and name.startswith(IMAGE_TOKEN_PREFIX)
+            and isinstance(i, int)}

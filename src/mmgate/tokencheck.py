@@ -33,6 +33,7 @@ import pandas as pd
 from .checkpoints import (MODEL_PREFIXES, ModelRows, base_of, embedding_and_head, is_adapter, model_rows, nonfinite_values,
                           tensor_table, weight_files, weight_problems)
 from .errors import CheckpointError, TokenSpaceError, TokenSpaceMismatch
+from .families import declared_image_ids
 from .io import TOKEN_SPACE_KEY, read_file_metadata
 from .tokenspace import TokenSpace, read_sha256_file
 
@@ -158,8 +159,14 @@ def checkpoint_hash_row(kind: str, name: str, directory: str | Path, expected: s
     return row
 
 
-def tokenizer_rows(tokenizer: Any, space: TokenSpace, name: str, source: str) -> list[dict[str, Any]]:
-    """Each special token's id and `len(tokenizer)` against the token space."""
+def tokenizer_rows(tokenizer: Any, space: TokenSpace, name: str, source: str,
+                   declared: set[int] | frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    """Each special token's id, the ends of every modality range and `len(tokenizer)` against the token space.
+
+    A modality code must be a token text cannot produce: an added or special token, or one the model's
+    config declares an image token (`declared`: Chameleon's `vocabulary_map`, whose image codes are
+    base-vocabulary IMGIMG... tokens). Ranges no modality writes (a TEXT range) are not judged.
+    """
     rows = []
     vocab = tokenizer.get_vocab()
     for token, expected_id in sorted(space.special_tokens.items(), key=lambda kv: kv[1]):
@@ -170,14 +177,16 @@ def tokenizer_rows(tokenizer: Any, space: TokenSpace, name: str, source: str) ->
             f"the tokenizer and token_space.json disagree on {token}: save the Stage-2 tokenizer with the "
             "checkpoint, or regenerate token_space.json from that tokenizer",
         ))
-    for range_ in space.ranges.values():
-        # the first and last id of each range must be modality tokens, not text
+    added = set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())
+    written = {r.name for m in space.modalities.values() for r in m.ranges}
+    for range_ in (r for r in space.ranges.values() if r.name in written):
         for tid in (range_.start, range_.end - 1):
             token = tokenizer.convert_ids_to_tokens(tid) if tid < len(tokenizer) else None
-            special = token is not None and token in (tokenizer.all_special_tokens + list(tokenizer.get_added_vocab()))
+            is_added, is_declared = token is not None and token in added, tid in declared
             rows.append(_row(
-                "tokenizer", name, source, f"{range_.name} id {tid}", special, "an added token", token,
-                f"id {tid} is {token!r}",
+                "tokenizer", name, source, f"{range_.name} id {tid}", is_added or is_declared,
+                "an added token (or an image token of the model's vocabulary_map)", token,
+                f"id {tid} is {token!r}" + (", an image token by the model's vocabulary_map" if is_declared and not is_added else ""),
                 f"id {tid} of {range_.name} is not an added modality token in this tokenizer: the ranges in "
                 "token_space.json do not describe this tokenizer",
             ))
@@ -408,7 +417,7 @@ def check_checkpoint(space: TokenSpace, ckpt_name: str, ckpt_dir: str | Path, st
                          message, message))
         tokenizer = None
     if tokenizer is not None:
-        rows += tokenizer_rows(tokenizer, space, ckpt_name, source)
+        rows += tokenizer_rows(tokenizer, space, ckpt_name, source, declared_image_ids(ckpt_dir, base))
         tokens = range_tokens(tokenizer, space)
         if stage3_dir and has_tokenizer(stage3_dir) and Path(stage3_dir).resolve() != Path(source).resolve():
             reference = range_tokens(load_tokenizer(stage3_dir, None, trust_remote_code), space)
