@@ -157,7 +157,10 @@ def test_metrics_count_a_planted_out_of_range_token(tmp_path):
     m = modality(tmp_path, "frame_major")
     ids = m.flatten([[0, 1, 2], [3, 2, 1]])
     ids[3] = 25  # an image id inside the audio span
-    assert compliance(ids, m, 3) == {"out_of_range": 1, "out_of_range_pct": 100 / 6, "wrong_slot": 0, "first_violation": 3}
+    metrics = compliance(ids, m, 3)
+    assert {k: metrics[k] for k in ("out_of_range", "out_of_range_pct", "wrong_slot", "first_violation")} == {
+        "out_of_range": 1, "out_of_range_pct": 100 / 6, "wrong_slot": 0, "first_violation": 3}
+    assert metrics["slot_counts"] == [3, 0, 0, 0, 2, 1]  # slot CB1: 2 of its codes and the planted id
 
 
 def test_metrics_count_a_one_token_shift_as_wrong_slots(tmp_path):

@@ -1,5 +1,6 @@
-"""The whole workflow on tiny Gemma2 (soft-capped logits) and Chameleon (a class that suppresses its
-image ids) LoRA checkpoints: every stage runs, and the numbers in the parquet are the model's own."""
+"""The whole workflow on tiny Gemma2 (soft-capped logits), Chameleon (a class that suppresses its image
+ids) and padded-vocabulary Qwen2 LoRA checkpoints: every stage runs, and the numbers in the parquet
+are the model's own."""
 
 import json
 
@@ -12,7 +13,7 @@ from conftest import REPO, snakemake, stage2_shard
 from families import build
 from mmgate.io import read_parquet, write_parquet
 
-FAMILY_RUN = ("gemma2", "chameleon")
+FAMILY_RUN = ("gemma2", "chameleon", "qwen2_padded")
 PER_TASK = 8
 
 
@@ -44,7 +45,8 @@ def report(family_run, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, model_class", [("gemma2", "Gemma2ForCausalLM"),
-                                               ("chameleon", "ChameleonForConditionalGeneration")])
+                                               ("chameleon", "ChameleonForConditionalGeneration"),
+                                               ("qwen2_padded", "Qwen2ForCausalLM")])
 def test_every_stage_runs_and_the_report_names_the_class(family_run, name, model_class):
     gates = report(family_run, name)
     assert {g["gate"] for g in gates["gates"]} >= {"P0.1", "P0.2", "P0.3", "P0.4", "P1.1", "P1.2", "P1.3"}
@@ -60,6 +62,14 @@ def test_the_report_says_chameleons_suppressed_ids_are_scored_with_its_own_head(
     model = report(family_run, "chameleon")["provenance"]["model"]
     assert model["suppressed_ids"] == 512 and "suppresses 512 ids" in model["head_check"]
     assert report(family_run, "gemma2")["provenance"]["model"]["logit_processing"] == "soft-cap 30"
+
+
+@pytest.mark.slow
+def test_a_padded_vocabulary_passes_p01_with_its_pad_rows_reported(family_run, mini_demo):
+    check = read_parquet(family_run["run"] / "results/token_space/ckpt=qwen2_padded/check.parquet")
+    assert check["match"].all()
+    rows = check[check["kind"] == "model"]["detail"].str.cat(sep=" | ")
+    assert f"pad rows beyond vocab_size {len(mini_demo['tokenizer'])}" in rows
 
 
 @pytest.mark.slow

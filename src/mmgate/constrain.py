@@ -47,6 +47,8 @@ class ModalityConstraint(LogitsProcessor):
             no host sync). The end token held back by `min_length` does not count as removed: it is
             legal for the layout, only deferred. A healthy writer loses little mass; a model that
             wants to write something else half the time is not one, even if the mask hides it.
+            `overridden` gets, per step, whether each row's most likely token was one the layout
+            does not allow (the constraint changed the model's top choice).
 
     Examples:
 
@@ -81,6 +83,7 @@ class ModalityConstraint(LogitsProcessor):
         self.modality = modality
         self.track_removed_mass = track_removed_mass
         self.removed_mass: list[torch.Tensor] = []
+        self.overridden: list[torch.Tensor] = []
         k = self.n_codebooks = modality.n_codebooks
         if modality.layout == "codebook_major" and k > 1 and n_frames is None:
             raise ValueError("ModalityConstraint: a codebook_major modality needs n_frames per row")
@@ -172,6 +175,9 @@ class ModalityConstraint(LogitsProcessor):
         mask = self._table(scores.device, torch.float32, scores.shape[-1])[self._state_on(input_ids, scores.device, hold=False)]
         log_probs = torch.log_softmax(scores.float(), dim=-1)
         kept = torch.logsumexp(log_probs + mask, dim=-1).exp()
+        top = scores.argmax(dim=-1)  # [B]
+        mask_rows = mask.expand(scores.shape[0], -1) if mask.dim() == 1 else mask
+        self.overridden.append(torch.isinf(mask_rows.gather(-1, top[:, None]).squeeze(-1)))
         return (1.0 - kept).clamp_(0.0, 1.0).expand(scores.shape[0])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:

@@ -56,6 +56,16 @@ class Thresholds(FromConfig):
     min_n: int = 256  # samples per task below which a verdict warns (the checklist's N >= 256 for P0.4)
     min_n_generation: int | None = None  # the same for gates judged on generations (P0.2, P0.3, P1.1, P1.3); None: min_n
     min_end_rate: float = 0.5
+    # P0.2: a constrained step where the constraint removes more than this overrides the model ...
+    max_step_removed_mass: float = 0.5
+    # ... which fails when more than this share of samples has such a step
+    max_overridden_samples: float = 0.25
+    # P0.2 layout diagnosis from the free runs: a slot whose tokens are this share one other codebook's
+    layout_dominance: float = 0.9
+    # P1.1: a free run ending before this fraction of its expected length ends too early ...
+    early_end_fraction: float = 0.5
+    # ... which warns when more than this share of free runs does
+    max_early_end_share: float = 0.5
     read_min_delta: float = 0.10
     read_win_rate: float = 0.80
     min_unique_ratio: float = 0.9
@@ -421,6 +431,69 @@ def _compliance(part: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def _slot_matrix(part: pd.DataFrame) -> np.ndarray | None:
+    """The summed slot confusion [K expected, K + 1 actual (K: out of range)] of a task's runs, or None."""
+    if "slot_counts" not in part:
+        return None
+    rows = [np.asarray(c, dtype=np.int64) for c in part["slot_counts"] if c is not None and len(c)]
+    if not rows or len({len(r) for r in rows}) != 1:
+        return None
+    size = len(rows[0])
+    k = int((math.sqrt(1 + 4 * size) - 1) / 2)  # K * (K + 1) = size
+    return np.sum(rows, axis=0).reshape(k, k + 1) if k * (k + 1) == size else None
+
+
+def _names(k: int) -> list[str]:
+    return [f"CB{i}" for i in range(k)]
+
+
+def layout_diagnosis(part: pd.DataFrame, t: Thresholds) -> tuple[str | None, list[dict[str, Any]]]:
+    """(a diagnosis of a systematic codebook-order or layout mismatch, or None; the slot confusion table)
+    from the free runs of one task.
+
+    With few tokens out of range, every expected slot holding `layout_dominance` of one *other*
+    codebook's codes (a rotation or permutation of codebooks), or tokens following the other layout
+    (codebook-major written where frame-major is declared, or the reverse), is a mismatch between how
+    Stage 2 tokenized and what token_space.json declares, which constrained decoding hides: it forces
+    each token into the declared slot, so every decoded frame mixes codes of two training frames.
+    """
+    matrix = _slot_matrix(part)
+    if matrix is None:
+        return None, []
+    k = matrix.shape[0]
+    names = _names(k)
+    table = [{"expected_slot": names[e], **{names[a]: int(matrix[e, a]) for a in range(k)},
+              "out_of_range": int(matrix[e, k])} for e in range(k)]
+    total, inside = int(matrix.sum()), int(matrix[:, :k].sum())
+    # judged on a modality with several codebooks, with tokens in every slot and few out of every range
+    if k < 2 or (matrix[:, :k].sum(axis=1) < 10).any() or inside / total < t.layout_dominance:
+        return None, table
+    shares = matrix[:, :k] / np.maximum(matrix[:, :k].sum(axis=1, keepdims=True), 1)
+    dominant = shares.argmax(axis=1)
+    if (shares.max(axis=1) >= t.layout_dominance).all() and len(set(dominant)) == k and (dominant != np.arange(k)).any():
+        first = int(np.flatnonzero(dominant != np.arange(k))[0])
+        what = (f"codebooks rotated by {int((dominant[0] - 0) % k)}" if all((dominant[e] - e) % k == (dominant[0] % k)
+                                                                          for e in range(k))
+                else "codebooks permuted: " + ", ".join(f"{names[e]}<-{names[a]}" for e, a in enumerate(dominant) if a != e))
+        return (f"slot {names[first]} holds {names[dominant[first]]}'s codes in {_f(100 * shares[first, dominant[first]])} % "
+                f"of tokens ({what}; {_f(100 * inside / total)} % of tokens in range): the layout or codebook order of "
+                "Stage-2 tokenization differs from token_space.json; constrained decoding would misalign every frame"), table
+    declared = part["layout"].dropna().iloc[0] if "layout" in part and part["layout"].notna().any() else None
+    if "other_layout_slots" in part and declared:
+        other = pd.to_numeric(part["other_layout_slots"], errors="coerce")
+        counted = other.notna()
+        in_range = sum(int(np.asarray(c).reshape(k, k + 1)[:, :k].sum()) for c in part.loc[counted, "slot_counts"])
+        matching = float(other[counted].sum()) / in_range if in_range else 0.0
+        diagonal = float(np.trace(matrix[:, :k])) / inside
+        if matching >= t.layout_dominance and diagonal < 0.5:
+            written = "codebook-major" if declared == "frame_major" else "frame-major"
+            return (f"{_f(100 * matching)} % of tokens follow {written} order where token_space.json declares "
+                    f"{declared.replace('_', '-')} (the declared slot holds in {_f(100 * diagonal)} %): the layout of "
+                    "Stage-2 tokenization differs from token_space.json; constrained decoding would misalign every "
+                    "frame"), table
+    return None, table
+
+
 def judge_compliance(data: Mapping[str, Any], t: Thresholds) -> Verdict:
     frame = data["generate"]
     free, constrained = frame[frame["mode"] == "free"], frame[frame["mode"] == "constrained"]
@@ -432,6 +505,11 @@ def judge_compliance(data: Mapping[str, Any], t: Thresholds) -> Verdict:
         if "removed_mass_mean" in constrained:
             values["removed_mass_mean"] = _num(constrained["removed_mass_mean"].mean())
             values["removed_mass_max"] = _num(constrained["removed_mass_max"].max())
+        if "removed_mass_peak" in constrained and constrained["removed_mass_peak"].notna().any():
+            peak = constrained["removed_mass_peak"].astype(float)
+            values["overridden_samples"] = _num((peak > t.max_step_removed_mass).mean())
+            values["removed_mass_first_median"] = _num(constrained["removed_mass_first"].astype(float).median())
+            values["overridden_steps_mean"] = _num(constrained["overridden_share"].astype(float).mean())
     values["n"] = int(len(free) if len(free) else len(constrained))
     verdict = Verdict(values)
     if len(constrained):
@@ -446,6 +524,13 @@ def judge_compliance(data: Mapping[str, Any], t: Thresholds) -> Verdict:
         elif mass > t.max_removed_mass:
             verdict.fail("removed_mass", f"removed_mass_mean {_f(mass)} > {t.max_removed_mass}: the constraint removed "
                          f"{_f(100 * mass)} % of the model's probability per step on average (max {_f(values['removed_mass_max'])})")
+        overridden = values.get("overridden_samples")
+        if overridden is not None and overridden > t.max_overridden_samples:
+            verdict.fail("overridden", f"the constraint removed more than {_f(100 * t.max_step_removed_mass)} % of the model's "
+                         f"probability at some step in {_f(100 * overridden)} % of samples (> {_f(100 * t.max_overridden_samples)} %; "
+                         f"median removed mass at the first step {_f(values['removed_mass_first_median'])}, the model's top "
+                         f"choice overridden at {_f(100 * values['overridden_steps_mean'])} % of measured steps): where it "
+                         "matters, the constraint writes in the model's place")
     if not len(free):
         verdict.warn("no_free_run", "no free-mode run: whether the model stays in its modality without the constraint is unknown")
     else:
@@ -456,6 +541,12 @@ def judge_compliance(data: Mapping[str, Any], t: Thresholds) -> Verdict:
                     f"{_f(100 * values['free_samples_with_violation'])} % of samples, median first violation at token "
                     f"{_f(values['free_median_first_violation'])}: valid only with constrained decoding")
             (verdict.fail if t.require_free_compliance else verdict.warn)("free_violation", line)
+        diagnosis, table = layout_diagnosis(free, t)
+        values["slot_confusion"] = table
+        if diagnosis:
+            first = values.get("removed_mass_first_median")
+            verdict.fail("layout", diagnosis + (f" (median removed mass at the constrained first step {_f(first)})"
+                                                if first is not None else ""))
     return verdict
 
 
@@ -553,14 +644,22 @@ def judge_end_token(data: Mapping[str, Any], t: Thresholds) -> Verdict:
     ended = free[free["emitted_end"].astype(bool)]
     n, k = int(len(free)), int(len(ended))
     rate = k / n
+    fraction = ended["end_position"].astype(float) / ended["expected_len"].astype(float)
+    early = int((fraction < t.early_end_fraction).sum())
     verdict = Verdict({
         "n": n, "end_rate": rate, "end_rate_ci": wilson_interval(k, n),
-        "end_position_over_expected_median": _num((ended["end_position"] / ended["expected_len"]).median()) if k else None,
+        "end_position_over_expected_median": _num(fraction.median()) if k else None,
         "ended_before_expected_share": _num((ended["end_position"] < ended["expected_len"]).mean()) if k else None,
+        "early_end_share": early / n, "early_end_share_ci": wilson_interval(early, n),
     })
     if rate < t.min_end_rate:
         verdict.warn("no_end", f"end_rate {_f(rate)} < {t.min_end_rate} ({k} of {n} free generations ended by themselves, "
                      f"{_ci(verdict.values['end_rate_ci'])})")
+    if early / n > t.max_early_end_share:
+        verdict.warn("early_end", f"ends too early: {early} of {n} free generations ({_f(100 * early / n)} % > "
+                     f"{_f(100 * t.max_early_end_share)} %) end before {_f(100 * t.early_end_fraction)} % of their expected "
+                     f"length, median end position {_f(100 * verdict.values['end_position_over_expected_median'])} % of "
+                     f"expected ({_ci(verdict.values['early_end_share_ci'])}): in free use it stops after a few tokens")
     return verdict
 
 
@@ -644,13 +743,21 @@ REGISTRY: list[GateSpec] = [
                     "removed_mass": "The model puts much of its probability outside the modality even where it "
                                     "must write it: give T2A/T2I more weight in the mix and check the template "
                                     "ends with the start token as in training.",
-                    "no_free_run": "Run the free mode too: it is the only run that can show a violation."},
-             thresholds=("max_violation_pct", "require_free_compliance", "max_removed_mass", "min_n_generation"),
+                    "no_free_run": "Run the free mode too: it is the only run that can show a violation.",
+                    "overridden": "The model wants other tokens where it must write the modality: check that the "
+                                  "template ends exactly as in training and that token_space.json's codebook order "
+                                  "matches Stage-2 tokenization (see the slot confusion table).",
+                    "layout": "Make token_space.json declare the codebook order and layout Stage-2 tokenization "
+                              "wrote (or re-tokenize Stage 2 to match it), then retrain: constrained decoding cannot "
+                              "repair a codebook-order mismatch."},
+             thresholds=("max_violation_pct", "require_free_compliance", "max_removed_mass", "max_step_removed_mass",
+                         "max_overridden_samples", "layout_dominance", "min_n_generation"),
              trend_metrics=("free_violation_pct", "removed_mass_mean"),
              criteria=(Criterion("constrained_violation_pct", "<=", "max_violation_pct"),
                        Criterion("free_violation_pct", "<=", "max_violation_pct",
                                  note="a miss warns (fails with require_free_compliance)"),
-                       Criterion("removed_mass_mean", "<=", "max_removed_mass"), N_GENERATION)),
+                       Criterion("removed_mass_mean", "<=", "max_removed_mass"),
+                       Criterion("overridden_samples", "<=", "max_overridden_samples"), N_GENERATION)),
     GateSpec("P0.3", "Does every generation decode?", "P0", ("decode",), judge_decode,
              fixes={"decode_length": "Generate per-sample lengths (expected + margin, sliced to exactly expected) with "
                                      "hold_end_until_expected in constrained mode.",
@@ -675,9 +782,14 @@ REGISTRY: list[GateSpec] = [
                        Criterion("delta_empty", ">=", "min_delta_empty", scope="one_of"), N_ABLATION)),
     GateSpec("P1.1", "Does it stop by itself?", "P1", ("generate",), judge_end_token,
              fixes={"no_end": "Keep training (the end-token rate should trend up); check that <aud_end>/<img_end> are "
-                              "in the training targets."},
-             thresholds=("min_end_rate", "min_n_generation"), trend_metrics=("end_rate",),
-             criteria=(Criterion("end_rate", ">=", "min_end_rate", note="a miss warns"), N_GENERATION)),
+                              "in the training targets.",
+                    "early_end": "Check that training targets are not truncated before their end token and that the "
+                                 "golden set's lengths match the training data; constrained decoding holds the end "
+                                 "token back, free use does not."},
+             thresholds=("min_end_rate", "early_end_fraction", "max_early_end_share", "min_n_generation"),
+             trend_metrics=("end_rate", "early_end_share"),
+             criteria=(Criterion("end_rate", ">=", "min_end_rate", note="a miss warns"),
+                       Criterion("early_end_share", "<=", "max_early_end_share", note="a miss warns"), N_GENERATION)),
     GateSpec("P1.2", "Does reading still use the modality?", "P1", ("ablate",), judge_read_ablation, tasks=READ_TASKS,
              fixes={"read_regressed": "Reading regressed: add more A2T/I2T to the mix and check that modality tokens "
                                       "reach the model (not masked, not truncated)."},

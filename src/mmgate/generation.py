@@ -83,16 +83,71 @@ def compliance(generated: np.ndarray, modality: Modality, n_frames: int | None) 
         "out_of_range_pct": float(100.0 * out_of_range.sum() / n) if n else 0.0,
         "wrong_slot": int(wrong_slot.sum()),
         "first_violation": int(violations[0]) if violations.size else None,
+        **slot_confusion(generated, modality, n_frames),
     }
 
 
-def removed_mass_stats(removed: np.ndarray | None, row: int, steps: int) -> dict[str, float | None]:
-    """Mean and max probability mass the constraint removed over one row's own measured steps (NaN: a step
-    not measured; None in free mode)."""
-    own = None if removed is None or steps <= 0 else removed[row, : min(steps, removed.shape[1])]
-    if own is None or np.isnan(own).all():
-        return {"removed_mass_mean": None, "removed_mass_max": None}
-    return {"removed_mass_mean": float(np.nanmean(own)), "removed_mass_max": float(np.nanmax(own))}
+def slot_confusion(generated: np.ndarray, modality: Modality, n_frames: int | None) -> dict[str, Any]:
+    """Where the tokens of one span fall, by the slot the declared layout expects there.
+
+    `slot_counts[e * (K + 1) + a]`: tokens at positions expecting codebook `e` that hold a code of
+    codebook `a` (`a = K`: out of every range). `other_layout_slots`: in-range tokens whose codebook is
+    the one the *other* layout (frame-major <-> codebook-major) expects there, or None where that
+    cannot be told (one codebook, or codebook-major without n_frames). `layout`: the declared one.
+    P0.2 reads a systematic pattern off their sum over a task's free runs (gates.layout_diagnosis).
+
+        >>> from mmgate.tokenspace import TokenSpace
+        >>> audio = TokenSpace.from_dict({"vocab_size": 20, "special_tokens": {"<a>": 0, "</a>": 1},
+        ...     "ranges": {"CB0": [4, 8], "CB1": [8, 12]}, "modalities": {"audio": {"ranges": ["CB0", "CB1"],
+        ...     "start_token": "<a>", "end_token": "</a>", "layout": "frame_major"}}}).modality("audio")
+        >>> slot_confusion(np.array([8, 4, 9, 5]), audio, 2)["slot_counts"]   # every code one slot off
+        [0, 2, 0, 2, 0, 0]
+    """
+    k = modality.n_codebooks
+    actual = modality.slot_of_id(generated)
+    actual = np.where(actual < 0, k, actual)
+    positions = np.arange(generated.size)
+    counts = np.zeros((k, k + 1), dtype=np.int64)
+    if k == 1:
+        np.add.at(counts, (np.zeros_like(actual), actual), 1)
+        return {"slot_counts": counts.ravel().tolist(), "other_layout_slots": None, "layout": None}
+    frames = int(n_frames) if n_frames else 0
+    if modality.layout == "codebook_major" and frames <= 0:
+        return {"slot_counts": None, "other_layout_slots": None, "layout": modality.layout}
+    expected = modality.slot_at(positions, frames if frames > 0 else None)
+    inside = expected >= 0
+    np.add.at(counts, (expected[inside], actual[inside]), 1)
+    other = None
+    if frames > 0:
+        alternative = positions // frames if modality.layout == "frame_major" else positions % k
+        alternative = np.where(alternative < k, alternative, -1)
+        other = int(((actual < k) & (actual == alternative)).sum())
+    return {"slot_counts": counts.ravel().tolist(), "other_layout_slots": other, "layout": modality.layout}
+
+
+def removed_mass_stats(removed: np.ndarray | None, row: int, steps: int, first: np.ndarray | None = None,
+                       overridden: np.ndarray | None = None) -> dict[str, float | None]:
+    """Probability mass the constraint removed over one row's own measured steps (NaN: a step not measured;
+    None in free mode): the mean and max of the periodic steps, the first step's, the peak of all of them,
+    and the share of measured steps where the constraint changed the model's top choice."""
+    none = {"removed_mass_mean": None, "removed_mass_max": None, "removed_mass_first": None,
+            "removed_mass_peak": None, "overridden_share": None}
+    if removed is None or steps <= 0:
+        return none
+    own = removed[row, : min(steps, removed.shape[1])]
+    first_mass = float(first[row]) if first is not None else (float(own[0]) if own.size else float("nan"))
+    out = dict(none)
+    if not np.isnan(own).all():
+        out.update(removed_mass_mean=float(np.nanmean(own)), removed_mass_max=float(np.nanmax(own)))
+    if np.isfinite(first_mass):
+        out["removed_mass_first"] = first_mass
+    measured = [v for v in (out["removed_mass_max"], out["removed_mass_first"]) if v is not None]
+    out["removed_mass_peak"] = max(measured) if measured else None
+    if overridden is not None:
+        flags = overridden[row, : min(steps, overridden.shape[1])]
+        if not np.isnan(flags).all():
+            out["overridden_share"] = float(np.nanmean(flags))
+    return out
 
 
 def split_generation(new_tokens: np.ndarray, budget: int, end_id: int) -> tuple[np.ndarray, int | None]:
@@ -178,10 +233,13 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
         torch.manual_seed(seed)
         start = time.perf_counter()
         removed_mass = constraint.removed_mass if constraint else []
+        overridden_steps = constraint.overridden if constraint else []
+        first_removed = None
         with torch.inference_mode():
             if decoder is not None:
                 result = decoder.generate(input_ids.to(device), attention.to(device), stopping)
                 sequences, removed_mass = result.sequences, result.removed_mass
+                overridden_steps, first_removed = result.overridden or [], result.first_removed
             else:
                 with own_head_forward(model) if path.suppresses else nullcontext():
                     sequences = model.generate(
@@ -192,6 +250,8 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
         new_tokens = sequences[:, width:].cpu().numpy()
         spans = [split_generation(new_tokens[i], int(budgets[i]), modality.end_id) for i in range(len(batch))]
         removed = torch.stack(removed_mass, dim=1).cpu().numpy() if removed_mass else None
+        overridden = torch.stack(overridden_steps, dim=1).float().cpu().numpy() if overridden_steps else None
+        first = first_removed.float().cpu().numpy() if first_removed is not None else None
         n_new = sum(len(span) + (end is not None) for span, end in spans)
         for i, row in enumerate(batch.itertuples()):
             span, end = spans[i]
@@ -207,7 +267,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
                 "end_position": end,
                 "ragged_tail": int(len(span) % modality.n_codebooks),
                 **compliance(span, modality, frames),
-                **removed_mass_stats(removed, i, len(span) + (end is not None)),
+                **removed_mass_stats(removed, i, len(span) + (end is not None), first, overridden),
                 "seed": int(seed),
                 "batch_index": batch_index,
                 "generation_seconds": seconds,
@@ -217,7 +277,7 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
     for column in ("end_position", "first_violation"):
         if column in frame:
             frame[column] = frame[column].astype("Int64")
-    for column in ("removed_mass_mean", "removed_mass_max"):
+    for column in ("removed_mass_mean", "removed_mass_max", "removed_mass_first", "removed_mass_peak", "overridden_share"):
         if column in frame:
             frame[column] = frame[column].astype("float64")
     return frame.sort_values("sample_id", kind="stable").reset_index(drop=True)

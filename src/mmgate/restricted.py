@@ -17,9 +17,13 @@ probabilities, to which the `-inf` ids add exact zeros. Greedy decoding takes th
 `torch.multinomial` draws one number per column, so the same seed picks other tokens.
 
 Every `removed_mass_every`-th step (raised to the next number coprime to the codebook count, so
-each codebook is measured alike) runs the full head once more, to record the probability mass the
-constraint removes (P0.2); that step samples from the full vocabulary exactly as `generate` does.
-Steps not measured hold NaN. The measured steps start at `measure_phase` (generate_rows: the
+each codebook is measured alike), and the span's first step, run the full head once more, to
+record the probability mass the constraint removes and whether it changed the model's top choice
+(P0.2); such a step samples from the full vocabulary exactly as `generate` does. Steps not
+measured hold NaN. The first step is kept apart (`first_removed`): where the constraint forces the
+first token into a codebook the model would not write (a codebook-order mismatch), it removes
+nearly all of the model's probability there and little after, when the model's own order lines up
+with the slots again. The measured steps start at `measure_phase` (generate_rows: the
 batch's seed), not at step 0: the first step after the start token is not typical, and measuring
 it in every batch weighted it 1/n of the mean instead of 1/length (2.74 % of the demo's T2A
 probability removed, measured every step, read 3.86 % at every 17th step from step 0).
@@ -91,6 +95,8 @@ Chooser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class RestrictedOutput:
     sequences: torch.Tensor  # [B, width + steps]: prompt, new tokens, pad after a row's end (as `generate`)
     removed_mass: list[torch.Tensor]  # one [B] float32 per step: mass the constraint removed, NaN where not measured
+    first_removed: torch.Tensor | None = None  # [B]: the mass removed at the span's first step (always measured)
+    overridden: list[torch.Tensor] | None = None  # one [B] float32 per step: 1 where the top choice was disallowed, NaN where not measured
 
 
 class RestrictedDecoder:
@@ -189,7 +195,7 @@ class RestrictedDecoder:
         full_ids = torch.arange(self.head.row_head().weight.shape[0], device=input_ids.device)
         cache = DynamicCache(config=getattr(self.body, "config", None))
         position = (attention_mask.long().cumsum(-1) - 1).masked_fill_(attention_mask == 0, 0)  # [B, L], as generate
-        step_ids, removed = input_ids, []
+        step_ids, removed, overridden, first_removed = input_ids, [], [], None
         unfinished = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
         with torch.inference_mode():
             while True:
@@ -197,13 +203,19 @@ class RestrictedDecoder:
                                 use_cache=True, **{self._cache_kw: cache})
                 hidden = out.last_hidden_state[:, -1]  # [B, H]
                 step = input_ids.shape[1] - width
-                if self.measure_every and (step - self.measure_phase) % self.measure_every == 0:
+                periodic = bool(self.measure_every) and (step - self.measure_phase) % self.measure_every == 0
+                if periodic or (self.measure_every and step == 0):
                     scores = self.constraint(input_ids, self.head.row_logits(hidden).float())  # [B, V]; records the mass
                     scores, ids = self._warp(input_ids, scores), full_ids
-                    removed.append(self.constraint.removed_mass[-1].float())
+                    mass = self.constraint.removed_mass[-1].float()
+                    overridden.append(self.constraint.overridden[-1].float())
+                    first_removed = mass if step == 0 else first_removed
+                    # the span's first step is not typical: it is kept apart, out of the per-step mean
+                    removed.append(mass if periodic else torch.full((batch,), float("nan"), device=input_ids.device))
                 else:
                     scores, ids = self._restricted_scores(input_ids, hidden)
                     removed.append(torch.full((batch,), float("nan"), device=input_ids.device))
+                    overridden.append(torch.full((batch,), float("nan"), device=input_ids.device))
                 next_ids = choose(scores, ids).to(input_ids.device)  # [B]
                 next_ids = torch.where(unfinished, next_ids, torch.full_like(next_ids, pad))
                 input_ids = torch.cat([input_ids, next_ids[:, None]], dim=-1)
@@ -216,7 +228,7 @@ class RestrictedDecoder:
                 step_ids = next_ids[:, None]
                 position = position[:, -1:] + 1
                 attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, 1))], dim=-1)
-        return RestrictedOutput(input_ids, removed)
+        return RestrictedOutput(input_ids, removed, first_removed, overridden)
 
 
 def _warpers(base: Any, config: GenerationConfig, constraint: ModalityConstraint) -> list[Any]:

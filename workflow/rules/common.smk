@@ -131,7 +131,9 @@ def _check_inputs():
         )
     golden = Path(config["golden_set"])
     if golden.exists():
-        counts = _golden_counts(str(golden), golden.stat().st_mtime)  # validates every row
+        counts = _golden_counts(
+            str(golden), golden.stat().st_mtime
+        )  # validates every row
         untemplated = sorted(t for t in counts if t not in config["templates"])
         if untemplated:
             raise WorkflowError(
