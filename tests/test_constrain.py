@@ -175,3 +175,18 @@ def test_split_generation_cuts_at_the_end_token_and_the_budget():
     assert split_generation(np.array([5, 6, 9, 7, 7]), 5, end_id=9)[0].tolist() == [5, 6]
     span, end = split_generation(np.array([5, 6, 7, 0, 0]), 3, end_id=9)
     assert span.tolist() == [5, 6, 7] and end is None
+
+
+def test_the_constraint_flags_a_row_whose_top_choice_it_disallows(tmp_path):
+    import torch
+
+    from mmgate.constrain import ModalityConstraint
+
+    m = modality(tmp_path, "frame_major")
+    constraint = ModalityConstraint(m, span_start=1, track_removed_mass=True)
+    scores = torch.zeros(2, m.end_id + 64)
+    scores[0, m.ranges[1].start] = 20.0  # row 0 wants codebook 1 at a codebook-0 step: overridden
+    scores[1, m.ranges[0].start] = 20.0  # row 1 wants what the slot allows
+    constraint(torch.zeros(2, 1, dtype=torch.long), scores)
+    assert constraint.overridden[-1].tolist() == [True, False]
+    assert constraint.removed_mass[-1][0] > 0.99 and constraint.removed_mass[-1][1] < 0.01

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -119,6 +120,90 @@ def test_p02_never_passes_on_the_constrained_run_alone():
     assert gate.verdict == G.WARN and "no free-mode run" in gate.reasons[0]
 
 
+def with_slots(frame, matrix, other=None, layout="frame_major", mode="free"):
+    """`frame` with every `mode` row's tokens falling as `matrix` [K expected, K + 1 actual] says."""
+    frame = frame.copy()
+    rows = frame["mode"] == mode
+    frame["slot_counts"] = None
+    frame["other_layout_slots"] = None
+    frame["layout"] = layout
+    frame.loc[rows, "slot_counts"] = pd.Series([list(map(int, np.ravel(matrix)))] * int(rows.sum()), index=frame.index[rows])
+    frame.loc[rows, "other_layout_slots"] = other
+    return frame
+
+
+def rotated(k=4, by=1, tokens=10, stray=0):
+    matrix = np.zeros((k, k + 1), dtype=int)
+    for e in range(k):
+        matrix[e, (e + by) % k] = tokens - stray
+        matrix[e, e] += stray
+    return matrix
+
+
+def test_p02_fails_naming_a_codebook_rotation_that_constrained_decoding_hides():
+    frame = with_slots(generated(free_wrong=40, removed=0.01), rotated())
+    gate = judge("P0.2", {"generate": {"t2a": frame}})
+    assert gate.verdict == G.FAIL and "layout" in gate.failures
+    reason = next(r for r in gate.reasons if "rotated" in r)
+    assert ("slot CB0 holds CB1's codes in 100 % of tokens (codebooks rotated by 1; 100 % of tokens in range): the layout "
+            "or codebook order of Stage-2 tokenization differs from token_space.json") in reason
+    assert gate.values["t2a"]["slot_confusion"][0] == {"expected_slot": "CB0", "CB0": 0, "CB1": 3000, "CB2": 0, "CB3": 0,
+                                                       "out_of_range": 0}
+
+
+def test_p02_names_a_permutation_of_codebooks_slot_by_slot():
+    matrix = np.zeros((3, 4), dtype=int)
+    for e, a in enumerate((0, 2, 1)):
+        matrix[e, a] = 20
+    gate = judge("P0.2", {"generate": {"t2a": with_slots(generated(free_wrong=40), matrix)}})
+    assert gate.verdict == G.FAIL and any("codebooks permuted: CB1<-CB2, CB2<-CB1" in r for r in gate.reasons)
+
+
+def test_p02_names_codebook_major_writing_where_frame_major_is_declared():
+    matrix = np.full((4, 5), 25)  # frame-major slots see every codebook alike
+    matrix[:, 4] = 0
+    gate = judge("P0.2", {"generate": {"t2a": with_slots(generated(free_wrong=30), matrix, other=400)}})
+    assert gate.verdict == G.FAIL
+    assert any("100 % of tokens follow codebook-major order where token_space.json declares frame-major" in r
+               for r in gate.reasons)
+
+
+def test_p02_scattered_slips_are_a_warning_not_a_layout_diagnosis():
+    matrix = rotated(stray=6)  # 60 % of each slot's tokens in place: slips, no system
+    gate = judge("P0.2", {"generate": {"t2a": with_slots(generated(free_wrong=16), matrix)}})
+    assert gate.verdict == G.WARN and "layout" not in gate.failures
+
+
+def test_p02_a_rotation_among_many_out_of_range_tokens_is_not_diagnosed_as_layout():
+    matrix = rotated()
+    matrix[:, 4] = 5  # a third of the tokens out of every range: the model drifts, whatever its order
+    gate = judge("P0.2", {"generate": {"t2a": with_slots(generated(free_oor=20, free_wrong=20), matrix)}})
+    assert "layout" not in gate.failures
+
+
+def overridden(frame, share, first=0.99):
+    frame = frame.copy()
+    constrained = frame["mode"] == "constrained"
+    n = int(constrained.sum())
+    hit = np.arange(n) < share * n
+    frame.loc[constrained, "removed_mass_first"] = np.where(hit, first, 0.01)
+    frame.loc[constrained, "removed_mass_peak"] = np.where(hit, first, 0.02)
+    frame.loc[constrained, "overridden_share"] = np.where(hit, 0.2, 0.0)
+    return frame
+
+
+def test_p02_fails_when_the_constraint_overrides_most_of_the_models_probability_in_many_samples():
+    gate = judge("P0.2", {"generate": {"t2a": overridden(generated(), share=1.0)}})
+    assert gate.verdict == G.FAIL and "overridden" in gate.failures
+    assert gate.reasons == ["t2a: the constraint removed more than 50 % of the model's probability at some step in 100 % of "
+                            "samples (> 25 %; median removed mass at the first step 0.99, the model's top choice overridden "
+                            "at 20 % of measured steps): where it matters, the constraint writes in the model's place"]
+
+
+def test_p02_passes_when_few_samples_have_an_overridden_step():
+    assert judge("P0.2", {"generate": {"t2a": overridden(generated(), share=0.1)}}).verdict == G.PASS
+
+
 # P0.3 ------------------------------------------------------------------------------------------------
 
 def decoded(ok, reasons=None):
@@ -206,6 +291,23 @@ def test_p11_warns_below_the_end_rate_with_a_wilson_interval():
     gate = judge("P1.1", {"generate": {"t2a": generated(end_rate=0.25)}})
     assert gate.verdict == G.WARN and gate.values["t2a"]["end_rate"] == 0.25
     assert gate.reasons[0] == ("t2a: end_rate 0.25 < 0.5 (75 of 300 free generations ended by themselves, 95 % CI [0.204, 0.302])")
+
+
+def test_p11_warns_ends_too_early_with_the_median_end_position():
+    frame = generated(end_rate=1.0, tokens=40)
+    frame["end_position"] = 2  # every free run ends after 2 of its 40 expected tokens
+    gate = judge("P1.1", {"generate": {"t2a": frame}})
+    assert gate.verdict == G.WARN and gate.failures == ["early_end"]
+    assert gate.reasons[0].startswith("t2a: ends too early: 300 of 300 free generations (100 % > 50 %) end before 50 % "
+                                      "of their expected length, median end position 5 % of expected")
+    assert "no_end" not in gate.failures
+
+
+def test_p11_runs_that_end_near_their_expected_length_do_not_end_too_early():
+    frame = generated(end_rate=1.0, tokens=40)
+    frame["end_position"] = 36
+    gate = judge("P1.1", {"generate": {"t2a": frame}})
+    assert gate.verdict == G.PASS and gate.values["t2a"]["early_end_share"] == 0
 
 
 def test_p12_fails_when_zero_or_noise_input_is_as_good_as_the_real_one():

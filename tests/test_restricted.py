@@ -250,6 +250,29 @@ def test_the_measured_steps_start_at_the_phase_so_the_first_step_is_not_in_every
         assert torch.allclose(out.removed_mass[step], hf_constraint.removed_mass[step], atol=1e-6)
 
 
+def test_the_first_step_is_always_measured_and_kept_out_of_the_per_step_mean():
+    m = modality()
+    model = tiny_model()
+    decoder, inputs = decoder_and_inputs(model, m, gen_config(m), track=True, removed_mass_every=4, measure_phase=6)
+    _, hf_constraint = reference(model, m, gen_config(m), inputs, track=True)
+    out = decoder.generate(*inputs)
+    assert out.removed_mass[0].isnan().all()  # not a periodic step: not in the mean
+    assert torch.allclose(out.first_removed, hf_constraint.removed_mass[0], atol=1e-6)
+    flagged = [step for step, flags in enumerate(out.overridden) if not flags.isnan().any()]
+    assert flagged == [0, 1, 6]
+
+
+def test_overridden_steps_are_the_steps_generates_constraint_flags():
+    m = modality()
+    model = tiny_model(head_scale=8.0)  # sharp distributions: the model's top choice often lies outside the slot
+    decoder, inputs = decoder_and_inputs(model, m, gen_config(m), track=True, removed_mass_every=1)
+    _, hf_constraint = reference(model, m, gen_config(m), inputs, track=True)
+    out = decoder.generate(*inputs)
+    for step, flags in enumerate(out.overridden):
+        assert torch.equal(flags.bool(), hf_constraint.overridden[step])
+    assert any(flags.bool().any() for flags in out.overridden)
+
+
 # --- in generate_rows, and where it falls back ------------------------------------------------------
 
 @pytest.fixture(scope="module")
