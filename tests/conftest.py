@@ -118,7 +118,7 @@ def space(tmp_path):
 
 @pytest.fixture(scope="session")
 def mini_demo(tmp_path_factory):
-    """Demo tokenizer and token space, a tiny Stage-3 base and an untrained LoRA checkpoint (seconds)."""
+    """Demo tokenizer and token space, a tiny Stage-3 base and a barely trained LoRA checkpoint (seconds)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -139,6 +139,10 @@ def mini_demo(tmp_path_factory):
         AutoModelForCausalLM.from_pretrained(root / "stage3"),
         LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM"),
     )
+    with torch.no_grad():  # a step of training: an adapter still at its init is a no-op, which P0.1 fails
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(std=0.01)
     model.save_pretrained(root / "ckpt")
     tokenizer.save_pretrained(root / "ckpt")
     (root / "ckpt" / "token_space.sha256").write_text(f"{space.sha256}  token_space.json\n")

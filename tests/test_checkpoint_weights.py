@@ -245,3 +245,72 @@ def test_a_tokenizer_that_cannot_load_is_a_failed_row_and_the_model_rows_still_c
     assert failed["source"].tolist() == ["load the tokenizer"]
     assert str(ckpt) in failed["detail"].iloc[0] and "tokenizer.save_pretrained" in failed["fix"].iloc[0]
     assert rows["source"].str.startswith("embedding rows (").any()
+
+
+# ---- an adapter that changes nothing ---------------------------------------------------------------
+
+def saved_adapter(tmp_path, base_tensors, adapter_tensors):
+    """A base of `base_tensors` and an adapter of `adapter_tensors` (values given), as safetensors."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps(LLAMA))
+    save_file(base_tensors, base / "model.safetensors")
+    ckpt = tmp_path / "adapter"
+    ckpt.mkdir()
+    (ckpt / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base), "peft_type": "LORA"}))
+    save_file(adapter_tensors, ckpt / "adapter_model.safetensors")
+    return ckpt
+
+
+def lora(b_value=0.0):
+    return {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.randn(2, 8),
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.full((8, 2), b_value)}
+
+
+def test_an_adapter_with_zero_b_and_copies_equal_to_the_base_is_named_a_noop(tmp_path):
+    from mmgate.tokencheck import noop_adapter_rows
+
+    head = torch.randn(48, 8)
+    ckpt = saved_adapter(tmp_path, {"model.embed_tokens.weight": torch.randn(48, 8), "lm_head.weight": head},
+                         {**lora(), "base_model.model.lm_head.weight": head.clone()})
+    [row] = noop_adapter_rows(ckpt, None, "noop")
+    assert not row["match"] and row["found"] == "no-op"
+    assert row["detail"].startswith("the adapter is a no-op: every LoRA B matrix (1) is zero and its 1 saved "
+                                    "embedding/head copies equal the base's")
+
+
+def test_a_trained_b_matrix_is_not_a_noop(tmp_path):
+    from mmgate.tokencheck import noop_adapter_rows
+
+    ckpt = saved_adapter(tmp_path, {"lm_head.weight": torch.randn(48, 8)}, lora(b_value=0.01))
+    assert noop_adapter_rows(ckpt, None, "trained")[0]["match"]
+
+
+def test_zero_b_with_a_trained_head_copy_is_not_a_noop(tmp_path):
+    from mmgate.tokencheck import noop_adapter_rows
+
+    head = torch.randn(48, 8)
+    ckpt = saved_adapter(tmp_path, {"lm_head.weight": head}, {**lora(), "base_model.model.lm_head.weight": head + 0.1})
+    assert noop_adapter_rows(ckpt, None, "head_only")[0]["match"]
+
+
+def test_a_noop_adapter_passes_with_a_note_where_the_config_allows_it(tmp_path):
+    from mmgate.tokencheck import noop_adapter_rows
+
+    ckpt = saved_adapter(tmp_path, {"lm_head.weight": torch.randn(48, 8)}, lora())
+    [row] = noop_adapter_rows(ckpt, None, "noop", fails=False)
+    assert row["match"] and "no-op" in row["detail"]
+
+
+def test_an_untrained_peft_adapter_fails_p01(mini_demo, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(mini_demo["stage3"]),
+                           LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["embed_tokens", "lm_head"]))
+    model.save_pretrained(tmp_path / "untrained")
+    mini_demo["tokenizer"].save_pretrained(tmp_path / "untrained")
+    (tmp_path / "untrained" / "token_space.sha256").write_text(mini_demo["space"].sha256 + "\n")
+    frame = check(mini_demo, tmp_path / "untrained")
+    bad = frame[~frame["match"]]
+    assert list(bad["kind"]) == ["adapter"] and "the adapter is a no-op" in bad["detail"].iloc[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob as globlib
 import json
 import re
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -308,46 +308,68 @@ class NonFinite:
                 f"{'rows' if self.rows > 1 else 'row'} {shown}{more}")
 
 
+class TensorReader:
+    """The tensors of one weight file read a slice of rows at a time (safetensors slices, or a
+    memory-mapped .bin), so a big matrix never has to be in memory whole."""
+
+    def __init__(self, path: Path, handle: Any = None, state: Mapping[str, Any] | None = None):
+        self.path, self._handle, self._state = path, handle, state
+        self.keys = list(handle.keys()) if handle is not None else [k for k, v in state.items() if hasattr(v, "shape")]
+
+    def shape(self, name: str) -> list[int]:
+        if self._handle is not None:
+            return [int(d) for d in self._handle.get_slice(name).get_shape()]
+        return list(self._state[name].shape)
+
+    def is_float(self, name: str) -> bool:
+        if self._handle is not None:
+            return str(self._handle.get_slice(name).get_dtype()).upper().startswith(("F", "BF"))
+        return bool(self._state[name].is_floating_point())
+
+    def rows(self, name: str, start: int, end: int) -> Any:
+        """Rows `start:end` of a tensor (the whole of a 0-d one)."""
+        if self._handle is not None:
+            return self._handle.get_slice(name)[start:end] if self.shape(name) else self._handle.get_tensor(name)
+        tensor = self._state[name]
+        return tensor[start:end] if tensor.dim() else tensor
+
+    def chunks(self, name: str, chunk_bytes: int = 64 << 20) -> Iterator[tuple[int, Any]]:
+        """(first row, float32 rows) of a tensor in chunks of about `chunk_bytes`."""
+        shape = self.shape(name)
+        rows = shape[0] if shape else 1
+        per_row = 1
+        for d in shape[1:]:
+            per_row *= d
+        step = max(1, chunk_bytes // max(1, per_row * 4))
+        for start in range(0, rows, step):
+            yield start, self.rows(name, start, min(rows, start + step)).float()
+
+
+@contextmanager
+def tensor_reader(path: str | Path) -> Iterator[TensorReader]:
+    path = Path(path)
+    if path.name.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            yield TensorReader(path, handle=handle)
+    else:
+        yield TensorReader(path, state=_load_bin(path))
+
+
 def nonfinite_values(path: str | Path, names: Iterable[str] | None = None, chunk_bytes: int = 64 << 20,
                      show: int = 5) -> list[NonFinite]:
     """NaN/inf in the floating-point tensors `names` (every one when None) of one weight file, read
     one tensor at a time, and a big matrix in chunks of rows, so memory stays bounded."""
     import torch
 
-    path = Path(path)
-    with ExitStack() as stack:
-        if path.name.endswith(".safetensors"):
-            from safetensors import safe_open
-
-            handle = stack.enter_context(safe_open(str(path), framework="pt"))
-            keys = list(handle.keys())
-        else:
-            state = _load_bin(path)
-            keys = [k for k, v in state.items() if hasattr(v, "shape")]
-        wanted = keys if names is None else [n for n in names if n in set(keys)]
-        found = []
-        for name in wanted:
-            if path.name.endswith(".safetensors"):
-                sliced = handle.get_slice(name)
-                shape = [int(d) for d in sliced.get_shape()]
-                if not str(sliced.get_dtype()).upper().startswith(("F", "BF")):
-                    continue
-                read = (lambda a, b, s=sliced: s[a:b]) if shape else (lambda a, b, n=name: handle.get_tensor(n))
-            else:
-                tensor = state[name]
-                shape = list(tensor.shape)
-                if not tensor.is_floating_point():
-                    continue
-                read = (lambda a, b, t=tensor: t[a:b]) if shape else (lambda a, b, t=tensor: t)
-            rows = shape[0] if shape else 1
-            per_row = 1
-            for d in shape[1:]:
-                per_row *= d
-            step = max(1, chunk_bytes // max(1, per_row * 4))
+    found = []
+    with tensor_reader(path) as reader:
+        wanted = reader.keys if names is None else [n for n in names if n in set(reader.keys)]
+        for name in (n for n in wanted if reader.is_float(n)):
             count = nan = n_rows = 0
             first: list[int] = []
-            for start in range(0, rows, step):
-                chunk = read(start, min(rows, start + step)).float()
+            for start, chunk in reader.chunks(name, chunk_bytes):
                 bad = ~torch.isfinite(chunk)
                 if not bool(bad.any()):
                     continue
@@ -357,10 +379,47 @@ def nonfinite_values(path: str | Path, names: Iterable[str] | None = None, chunk
                         .flatten() + start).tolist()
                 n_rows += len(hits)
                 first += hits[: max(0, show - len(first))]
-                del chunk, bad
             if count:
                 found.append(NonFinite(str(path), name, count, nan, n_rows, tuple(first)))
     return found
+
+
+LORA_B = ("lora_B", "lora_embedding_B")
+LORA_A = ("lora_A", "lora_embedding_A")
+
+
+def noop_adapter(ckpt: str | Path, base: str | None = None, chunk_bytes: int = 64 << 20) -> str | None:
+    """Why the adapter at `ckpt` changes nothing (every LoRA B is zero and every saved embedding/head copy
+    equals the base's tensor: saved before training, or target modules that never matched), or None
+    where it changes something or that cannot be told (a tensor of another kind, a base not on disk)."""
+    import torch
+
+    if not is_adapter(ckpt):
+        return None
+    resolved = base_of(ckpt, base)
+    adapter = tensor_table(ckpt, ADAPTER_PREFIXES)
+    b_names = [n for n in adapter if any(f".{b}." in n or n.endswith(f".{b}") for b in LORA_B)]
+    a_names = [n for n in adapter if any(f".{a}." in n or n.endswith(f".{a}") for a in LORA_A)]
+    copies = [n for n in adapter if n not in b_names and n not in a_names]
+    for name in b_names:
+        with tensor_reader(adapter[name][0]) as reader:
+            if any(bool(chunk.any()) for _, chunk in reader.chunks(name, chunk_bytes)):
+                return None
+    if copies:
+        if not resolved or not Path(resolved).is_dir():
+            return None
+        base_table = tensor_table(resolved, MODEL_PREFIXES)
+        for name in copies:
+            base_name = name.removeprefix("base_model.model.")
+            if base_name not in base_table or base_table[base_name][1] != adapter[name][1]:
+                return None  # another shape (resized rows) or a tensor the base lacks: something changed
+            with tensor_reader(adapter[name][0]) as mine, tensor_reader(base_table[base_name][0]) as theirs:
+                for start, chunk in mine.chunks(name, chunk_bytes):
+                    if not torch.equal(chunk, theirs.rows(base_name, start, start + chunk.shape[0]).float()):
+                        return None
+    saved = f" and its {len(copies)} saved embedding/head copies equal the base's" if copies else ""
+    return (f"the adapter is a no-op: every LoRA B matrix ({len(b_names)}) is zero{saved}, so the checkpoint is its "
+            "base model. It was saved before training, or its target_modules matched nothing that trained")
 
 
 def _is(name: str, suffixes: Iterable[str]) -> bool:

@@ -55,6 +55,7 @@ class Thresholds(FromConfig):
     min_delta_empty: float = 0.10
     min_n: int = 256  # samples per task below which a verdict warns (the checklist's N >= 256 for P0.4)
     min_n_generation: int | None = None  # the same for gates judged on generations (P0.2, P0.3, P1.1, P1.3); None: min_n
+    noop_adapter_fails: bool = True  # P0.1 (its job reads it): a LoRA that changes nothing fails
     min_end_rate: float = 0.5
     # P0.2: a constrained step where the constraint removes more than this overrides the model ...
     max_step_removed_mass: float = 0.5

@@ -31,7 +31,7 @@ import json
 import pandas as pd
 
 from .checkpoints import (MODEL_PREFIXES, ModelRows, base_of, embedding_and_head, is_adapter, model_rows, nonfinite_values,
-                          tensor_table, weight_files, weight_problems)
+                          noop_adapter, tensor_table, weight_files, weight_problems)
 from .errors import CheckpointError, TokenSpaceError, TokenSpaceMismatch
 from .families import declared_image_ids
 from .io import TOKEN_SPACE_KEY, read_file_metadata
@@ -389,9 +389,27 @@ def weight_rows(ckpt: str | Path, base: str | None, name: str) -> list[dict[str,
     return rows
 
 
+def noop_adapter_rows(ckpt: str | Path, base: str | None, name: str, fails: bool = True) -> list[dict[str, Any]]:
+    """An adapter that changes nothing (checkpoints.noop_adapter) fails P0.1 by name (a row that passes,
+    saying so, with `gates.noop_adapter_fails: false`); nothing for a full model."""
+    if not is_adapter(ckpt):
+        return []
+    try:
+        reason = noop_adapter(ckpt, base)
+    except (CheckpointError, OSError, RuntimeError, ValueError) as err:  # the weights rows say what is unreadable
+        return [_row("adapter", name, ckpt, "the adapter changes the model", True, "trained", None,
+                     f"not checked: {_first_line(err)}")]
+    if reason is None:
+        return [_row("adapter", name, ckpt, "the adapter changes the model", True, "trained", "trained",
+                     "some LoRA B matrix or saved embedding/head copy differs from the base")]
+    return [_row("adapter", name, ckpt, "the adapter changes the model", not fails, "trained", "no-op", reason,
+                 "save the adapter after training, and check that its target_modules name modules of this class "
+                 "(peft lists them in adapter_config.json)")]
+
+
 def check_checkpoint(space: TokenSpace, ckpt_name: str, ckpt_dir: str | Path, stage2: pd.DataFrame,
                      stage3_dir: str | Path | None, base: str | None = None, trust_remote_code: bool = False,
-                     model_class: str | None = None) -> pd.DataFrame:
+                     model_class: str | None = None, noop_adapter_fails: bool = True) -> pd.DataFrame:
     """All P0.1 rows for one checkpoint; `stage2` is the cached table from `stage2_rows`.
 
     Besides the token space, it sees what loading the model will see: the class it loads as
@@ -425,6 +443,8 @@ def check_checkpoint(space: TokenSpace, ckpt_name: str, ckpt_dir: str | Path, st
         rows += stage2_table_rows(stage2, {r: table_digest(t) for r, t in tokens.items()}, ckpt_name, source)
     rows.append(architecture_row(ckpt_dir, base, model_class, ckpt_name, trust_remote_code))
     rows += weight_rows(ckpt_dir, base, ckpt_name)
+    if all(row["match"] for row in rows if row["kind"] == "weights"):
+        rows += noop_adapter_rows(ckpt_dir, base, ckpt_name, noop_adapter_fails)
     rows += model_row_checks(ckpt_dir, base, space, ckpt_name, None if tokenizer is None else len(tokenizer))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

@@ -43,6 +43,7 @@ checkpoint token_space:
         stage3_init=stage3_dir,
         trust_remote_code=config["model"]["trust_remote_code"],
         model_class=config["model"].get("class"),
+        noop_adapter_fails=config["gates"]["noop_adapter_fails"],
         templates=config["templates"],
     script:
         "../scripts/token_space.py"

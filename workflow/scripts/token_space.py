@@ -30,6 +30,7 @@ def main(smk, log):
         base=smk.params.base,
         trust_remote_code=smk.params.trust_remote_code,
         model_class=smk.params.model_class,
+        noop_adapter_fails=smk.params.noop_adapter_fails,
     )
     meta = provenance("token_space", space.sha256, checkpoint=ckpt, checkpoint_dir=str(smk.params.ckpt_dir))
     # Written pass or fail: the report turns a failure into P0.1 FAIL (every other gate SKIP) and
