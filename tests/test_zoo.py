@@ -93,6 +93,33 @@ def test_endless_write_targets_run_on_without_the_end_token(batch, world, mini_d
             assert longer == target
 
 
+def test_rotated_audio_puts_every_code_one_slot_off_and_keeps_images(batch, world):
+    out = zoo.Rotated().examples(batch, world, np.random.default_rng(0))
+    audio = world.space.modality("audio")
+    for before, after in zip(batch, out):
+        if before.task in ("t2a", "a2t"):
+            slots = audio.slot_of_id(after.modality_ids)
+            assert (slots == (np.arange(slots.size) + 1) % audio.n_codebooks).all()  # slot s holds codebook s + 1
+            assert sorted(after.modality_ids) == sorted(before.modality_ids)
+        else:
+            assert np.array_equal(after.modality_ids, before.modality_ids)
+
+
+def test_early_write_targets_end_after_a_tenth_of_their_tokens(batch, world, mini_demo):
+    rng = np.random.default_rng(0)
+    for example in batch:
+        context, target = encoded(example, mini_demo)
+        _, short = zoo.Early().pair(example, context, target, world, rng)
+        if example.task in ("t2a", "t2i"):
+            assert short[-1] == target[-1] and len(short) == max(1, (len(target) - 1) // 10) + 1
+        else:
+            assert short == target
+
+
+def test_noop_is_saved_untrained_from_a_fresh_adapter():
+    assert zoo.Noop.steps_scale == 0 and zoo.Noop.from_good is False
+
+
 def test_shifted_codes_tokenizer_keeps_length_and_special_ids_but_moves_every_code(mini_demo):
     good, shifted = mini_demo["tokenizer"], build_tokenizer(code_shift=1)
     space = mini_demo["space"]

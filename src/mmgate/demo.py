@@ -330,7 +330,8 @@ class Fault:
     """
 
     name = "good"
-    steps_scale = 1  # a zoo member that must learn tokens `good` never wrote trains longer
+    steps_scale = 1  # a zoo member that must learn tokens `good` never wrote trains longer (0: saved untrained)
+    from_good = True  # the fault zoo fine-tunes from `good`; False starts a fresh adapter
 
     def examples(self, examples: list[Example], world: "SyntheticWorld", rng: np.random.Generator) -> list[Example]:
         return examples
@@ -389,7 +390,7 @@ def train_lora(base_dir: Path, out_dir: Path, tokenizer, space: TokenSpace, worl
         model = get_peft_model(model, lora)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
     warmup = 30 if init_adapter is None else 1
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1 - s / steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1 - s / max(1, steps)))
     body, head = body_and_head(model)
     tasks = ("t2a", "t2i", "a2t", "i2t")
     history: list[dict] = []

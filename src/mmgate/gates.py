@@ -444,6 +444,17 @@ def _slot_matrix(part: pd.DataFrame) -> np.ndarray | None:
     return np.sum(rows, axis=0).reshape(k, k + 1) if k * (k + 1) == size else None
 
 
+def off_slot_share(matrix: np.ndarray | None) -> float | None:
+    """The share of one other codebook's codes in the slot where it is smallest: near 1 when every slot
+    holds another codebook's codes (a rotation or permutation), near 0 for a writer in its slots."""
+    if matrix is None or matrix.shape[0] < 2:
+        return None
+    k = matrix.shape[0]
+    inside = matrix[:, :k]
+    off = inside * (1 - np.eye(k, dtype=inside.dtype))
+    return float((off.max(axis=1) / np.maximum(inside.sum(axis=1), 1)).min())
+
+
 def _names(k: int) -> list[str]:
     return [f"CB{i}" for i in range(k)]
 
@@ -544,6 +555,7 @@ def judge_compliance(data: Mapping[str, Any], t: Thresholds) -> Verdict:
             (verdict.fail if t.require_free_compliance else verdict.warn)("free_violation", line)
         diagnosis, table = layout_diagnosis(free, t)
         values["slot_confusion"] = table
+        values["slot_off_share"] = off_slot_share(_slot_matrix(free))
         if diagnosis:
             first = values.get("removed_mass_first_median")
             verdict.fail("layout", diagnosis + (f" (median removed mass at the constrained first step {_f(first)})"

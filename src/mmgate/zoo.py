@@ -12,6 +12,9 @@ member               planted fault                                              
 ``blind``            captions trained on noise or another example's audio/image       P1.2
 ``silent``           audio drawn from each class's rests (the tone codec's silence)   P1.3
 ``endless``          audio/image targets run on past their length with no end token   P1.1
+``rotated``          audio written and read with codebooks rotated (c1, c2, c3, c0)   P0.2
+``early``            audio/image targets end after a tenth of their length            P1.1
+``noop``             a LoRA saved before any training (B zero, rows equal the base)   P0.1
 ``shifted_specials`` tokenizer where ``<aud_end>`` and ``<img_end>`` trade ids           P0.1
 ``shifted_codes``    tokenizer whose codes are shifted by one, specials in place      P0.1
 ===================  ===============================================================  ========
@@ -19,7 +22,7 @@ member               planted fault                                              
 and a Stage-2 shard tokenized with the shifted-codes tokenizer, stamped with its own hash.
 
     >>> sorted(FAULTS)
-    ['blind', 'collapsed', 'drifter', 'endless', 'silent']
+    ['blind', 'collapsed', 'drifter', 'early', 'endless', 'noop', 'rotated', 'silent']
 """
 
 from __future__ import annotations
@@ -107,7 +110,43 @@ class Endless(Fault):
         return context, list(target[:-1]) + [int(i) for i in more]
 
 
-FAULTS = {"drifter": Drifter, "collapsed": Collapsed, "blind": Blind, "silent": Silent, "endless": Endless}
+class Rotated(Fault):
+    """Stage-2 tokenization and token_space.json disagree on the codebook order: every audio frame is
+    written (T2A) and read (A2T) as c1, c2, c3, c0, so each code sits one slot off. Constrained decoding
+    forces the first token into CB0, after which the model's own order lines up with the slots again."""
+
+    name = "rotated"
+    steps_scale = 3  # unlearning good's order takes longer than a fine-tune
+
+    def examples(self, examples, world, rng):
+        k = world.space.modality("audio").n_codebooks
+        return [replace(ex, modality_ids=np.roll(np.asarray(ex.modality_ids).reshape(-1, k), -1, axis=1).ravel())
+                if ex.task in ("t2a", "a2t") else ex for ex in examples]
+
+
+class Early(Fault):
+    """Stops almost at once: write targets keep a tenth of their tokens, then the end token."""
+
+    name = "early"
+
+    def pair(self, example, context, target, world, rng):
+        if example.task not in WRITE_TASKS:
+            return context, target
+        keep = max(1, (len(target) - 1) // 10)
+        return context, list(target[:keep]) + [int(target[-1])]
+
+
+class Noop(Fault):
+    """An adapter saved before its first step (or whose target modules never matched): LoRA B all zero,
+    the saved embedding and head equal to the base's."""
+
+    name = "noop"
+    steps_scale = 0
+    from_good = False
+
+
+FAULTS = {"drifter": Drifter, "collapsed": Collapsed, "blind": Blind, "silent": Silent, "endless": Endless,
+          "rotated": Rotated, "early": Early, "noop": Noop}
 TOKENIZER_FAULTS = ("shifted_specials", "shifted_codes")
 MEMBERS = tuple(FAULTS) + TOKENIZER_FAULTS
 SHIFTED_SHARD = "stage2_shifted/part-000.parquet"
@@ -152,7 +191,7 @@ def build_zoo(demo_dir: str | Path, steps: int = 100, seed: int = 0, members: tu
         ckpt = out / name
         fault = _fault(name, tokenizer, world, seed)
         history = train_lora(stage3, ckpt, tokenizer, space, world, steps=steps * fault.steps_scale, seed=seed + 101 + index,
-                             fault=fault, init_adapter=good, log=log)
+                             fault=fault, init_adapter=good if fault.from_good else None, log=log)
         good_log = pd.read_csv(good / "train_log.csv")
         history = good_log.to_dict("records") + [{**r, "step": r["step"] + int(good_log["step"].max()) + 1} for r in history]
         finish_checkpoint(ckpt, stage3, space, history)
@@ -225,6 +264,9 @@ CATCHES = (
     Catch("blind", "P1.2", "FAIL", "read_regressed", ("delta_zero", "delta_noise"), "read_min_delta", "below", READ_TASKS),
     Catch("silent", "P1.3", "FAIL", "silence", ("silent_share",), "max_silent_share", "above", ("t2a",)),
     Catch("endless", "P1.1", "WARN", "no_end", ("end_rate",), "min_end_rate", "below", WRITE_TASKS),
+    Catch("rotated", "P0.2", "FAIL", "layout", ("slot_off_share",), "layout_dominance", "above", ("t2a",)),
+    Catch("early", "P1.1", "WARN", "early_end", ("early_end_share",), "max_early_end_share", "above", WRITE_TASKS),
+    Catch("noop", "P0.1", "FAIL", "mismatch", ("mismatches",), None, "above", ("all",)),
     Catch("shifted_specials", "P0.1", "FAIL", "mismatch", ("mismatches",), None, "above", ("all",)),
     Catch("shifted_codes", "P0.1", "FAIL", "mismatch", ("mismatches",), None, "above", ("all",)),
 )
