@@ -1,6 +1,8 @@
 """Throughput of T2A generation: HF generate unconstrained, HF generate + ModalityConstraint (with the
 removed-mass tracking generate_rows uses), and the restricted-head decoder (mmgate.restricted, its
-removed mass measured every 16th step), side by side in one run, with ratios.
+removed mass measured every 16th step and at the span's first step, with the steps where the
+constraint overrode the model's top choice flagged), side by side in one run, with ratios; and
+the same decoder without the first-step measurement and the flags, to time what they cost.
 
 Models: (a) the demo checkpoint (resources/demo: a LoRA on a tiny Llama, 4,648 ids, 4 x 1024 audio
 codes), (b) a model shaped like Qwen2-0.5B (hidden 896, 24 layers, 14 heads, 2 KV heads, random
@@ -31,6 +33,9 @@ from mmgate.tokenspace import TokenSpace
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
 QWEN_TEXT_VOCAB = 151_646
 VARIANTS = ("hf_free", "hf_constrained", "restricted")
+# `restricted` measures the span's first step too and flags overridden top choices (P0.2 since they
+# hid a codebook-order mismatch); `restricted_before` is the decoder without either, to time them
+WHAT_P02_SEES = ("restricted_before",)
 
 
 def qwen_like_space(codebooks: int = 4, codes: int = 2048) -> TokenSpace:
@@ -67,12 +72,14 @@ def timed_run(model, variant: str, audio, prompt: torch.Tensor, steps: int, devi
                               max_new_tokens=steps, min_new_tokens=0, num_beams=1, eos_token_id=audio.end_id,
                               pad_token_id=0, cache_implementation="static" if static else None)
     hold = torch.full((batch,), steps, device=device)
-    constraint = ModalityConstraint(audio, width, min_length=hold, device=device, track_removed_mass=True)
+    before = variant == "restricted_before"
+    constraint = ModalityConstraint(audio, width, min_length=hold, device=device, track_removed_mass=True,
+                                    track_overridden=not before)
     sync(device)
     start = time.perf_counter()
     with torch.inference_mode():
-        if variant == "restricted":
-            out = RestrictedDecoder.for_model(model, config, constraint).generate(prompt, mask).sequences
+        if variant in ("restricted", "restricted_before"):
+            out = RestrictedDecoder.for_model(model, config, constraint, measure_first=not before).generate(prompt, mask).sequences
         else:
             processors = [constraint] if variant == "hf_constrained" else []
             out = model.generate(prompt, attention_mask=mask, generation_config=config, logits_processor=processors)
@@ -102,6 +109,11 @@ def bench(name: str, model, audio, device: str, batch: int, steps: int, repeats:
     for variant in variants:
         print(f"  {variant:<21} {median[variant]:>9.1f} {median[variant] / median['hf_free']:>10.2f} "
               f"{median[variant] / median['hf_constrained']:>17.2f}   {min(speeds[variant]):.1f}-{max(speeds[variant]):.1f}")
+    if "restricted_before" in median:
+        paired = [b / a for a, b in zip(speeds["restricted"], speeds["restricted_before"])]  # same repeat, back to back
+        print(f"  first-step measurement and override flags: {100 * (statistics.median(paired) - 1):+.1f} % of "
+              f"restricted generation time (median of {len(paired)} paired runs; spread "
+              f"{100 * (min(paired) - 1):+.1f} to {100 * (max(paired) - 1):+.1f} %)")
     return median
 
 
@@ -148,7 +160,7 @@ def main() -> None:
     parser.add_argument("--static-cache", action="store_true",
                         help="also time generate with a static KV cache (generation.static_cache; compiled on a GPU)")
     args = parser.parse_args()
-    variants = VARIANTS + (("hf_free_static", "hf_constrained_static") if args.static_cache else ())
+    variants = VARIANTS + WHAT_P02_SEES + (("hf_free_static", "hf_constrained_static") if args.static_cache else ())
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     print(machine_line(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}, {args.dtype}"

@@ -79,11 +79,12 @@ class ModalityConstraint(LogitsProcessor):
 
     def __init__(self, modality: Modality, span_start: int | torch.Tensor, n_frames: torch.Tensor | None = None,
                  min_length: torch.Tensor | None = None, device: torch.device | str | None = None,
-                 track_removed_mass: bool = False):
+                 track_removed_mass: bool = False, track_overridden: bool = True):
         self.modality = modality
         self.track_removed_mass = track_removed_mass
         self.removed_mass: list[torch.Tensor] = []
         self.overridden: list[torch.Tensor] = []
+        self.track_overridden = track_overridden
         k = self.n_codebooks = modality.n_codebooks
         if modality.layout == "codebook_major" and k > 1 and n_frames is None:
             raise ValueError("ModalityConstraint: a codebook_major modality needs n_frames per row")
@@ -175,9 +176,10 @@ class ModalityConstraint(LogitsProcessor):
         mask = self._table(scores.device, torch.float32, scores.shape[-1])[self._state_on(input_ids, scores.device, hold=False)]
         log_probs = torch.log_softmax(scores.float(), dim=-1)
         kept = torch.logsumexp(log_probs + mask, dim=-1).exp()
-        top = scores.argmax(dim=-1)  # [B]
-        mask_rows = mask.expand(scores.shape[0], -1) if mask.dim() == 1 else mask
-        self.overridden.append(torch.isinf(mask_rows.gather(-1, top[:, None]).squeeze(-1)))
+        if self.track_overridden:
+            top = scores.argmax(dim=-1)  # [B]
+            mask_rows = mask.expand(scores.shape[0], -1) if mask.dim() == 1 else mask
+            self.overridden.append(torch.isinf(mask_rows.gather(-1, top[:, None]).squeeze(-1)))
         return (1.0 - kept).clamp_(0.0, 1.0).expand(scores.shape[0])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:

@@ -27,7 +27,7 @@ from .media import length_line, select_media
 from .report import sample_sizes_line
 from .tasks import TASK_MODALITY
 
-HIDDEN_VALUES = ("_file",)  # bookkeeping, not measurements
+HIDDEN_VALUES = ("_file", "slot_confusion")  # bookkeeping, or shown as a table of its own
 
 
 # ------------------------------------------------------------------------------------------ numbers
@@ -284,8 +284,11 @@ def render_report(report: Mapping[str, Any], audit: pd.DataFrame | None = None,
                 dupes = frame[frame["near_duplicate"].astype(bool) | frame["duplicate_of"].notna()]
                 collapse.append({"task": task, "n": len(dupes),
                                  "rows": dupes[["sample_id", "duplicate_of", "near_duplicate"]].head(20).to_dict("records")})
+        confusion = {task: v["slot_confusion"] for task, v in (g.get("values") or {}).items()
+                     if isinstance(v, Mapping) and len(v.get("slot_confusion") or []) > 1}
         sections.append({**g, "table": gate_table(g), "plots": [plots[n] for n in dict.fromkeys(names) if n in plots],
-                         "raw": json.dumps(g["values"], indent=1, default=str), "collapse": collapse})
+                         "raw": json.dumps(g["values"], indent=1, default=str), "collapse": collapse,
+                         "confusion": confusion})
     td = None
     if dynamics is not None:
         td = {"summary": dynamics[1].to_dict("records"), "plot": dynamics_plot(*dynamics)}

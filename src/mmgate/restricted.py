@@ -103,7 +103,8 @@ class RestrictedDecoder:
     """Decoding with the head restricted to the ids `constraint` allows; build with `for_model`."""
 
     def __init__(self, body: Any, head: HeadPath, constraint: ModalityConstraint, warpers: list[Any],
-                 config: GenerationConfig, removed_mass_every: int = 16, measure_phase: int = 0):
+                 config: GenerationConfig, removed_mass_every: int = 16, measure_phase: int = 0,
+                 measure_first: bool = True):
         self.body, self.head, self.constraint, self.warpers, self.config = body, head, constraint, warpers, config
         m = constraint.modality
         k = m.n_codebooks
@@ -119,13 +120,14 @@ class RestrictedDecoder:
             stride += 1
         self.measure_every = stride if constraint.track_removed_mass else 0
         self.measure_phase = int(measure_phase) % stride  # the first measured step
+        self.measure_first = measure_first and bool(self.measure_every)  # benchmarks switch it off to time it
         self._columns: dict[tuple[int, ...], torch.Tensor] = {}
         self._blocks_of: dict[int, tuple[int, ...]] = {}
         self._cache_kw = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
 
     @classmethod
     def for_model(cls, model: Any, config: GenerationConfig, constraint: ModalityConstraint,
-                  removed_mass_every: int = 16, measure_phase: int = 0) -> "RestrictedDecoder":
+                  removed_mass_every: int = 16, measure_phase: int = 0, measure_first: bool = True) -> "RestrictedDecoder":
         """The decoder for `model` generating with `config` and `constraint`, or `Unsupported` (with the reason)."""
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         path = head_path(model)
@@ -137,7 +139,7 @@ class RestrictedDecoder:
             raise Unsupported(f"num_beams={config.num_beams}")
         path.row_head()  # raises Unsupported for a head that cannot be sliced
         return cls(path.body, path, constraint, _warpers(base, config, constraint), config, removed_mass_every,
-                   measure_phase)
+                   measure_phase, measure_first)
 
     def _step_columns(self, state: int | torch.Tensor) -> tuple[tuple[int, ...], torch.Tensor | None]:
         """(blocks to compute, in id order; additive mask [B, C] or None) for one state, or one state per row."""
@@ -204,11 +206,12 @@ class RestrictedDecoder:
                 hidden = out.last_hidden_state[:, -1]  # [B, H]
                 step = input_ids.shape[1] - width
                 periodic = bool(self.measure_every) and (step - self.measure_phase) % self.measure_every == 0
-                if periodic or (self.measure_every and step == 0):
+                if periodic or (self.measure_first and step == 0):
                     scores = self.constraint(input_ids, self.head.row_logits(hidden).float())  # [B, V]; records the mass
                     scores, ids = self._warp(input_ids, scores), full_ids
                     mass = self.constraint.removed_mass[-1].float()
-                    overridden.append(self.constraint.overridden[-1].float())
+                    overridden.append(self.constraint.overridden[-1].float() if self.constraint.track_overridden
+                                      else torch.full((batch,), float("nan"), device=input_ids.device))
                     first_removed = mass if step == 0 else first_removed
                     # the span's first step is not typical: it is kept apart, out of the per-step mean
                     removed.append(mass if periodic else torch.full((batch,), float("nan"), device=input_ids.device))
