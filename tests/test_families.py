@@ -236,18 +236,23 @@ def test_remote_code_gets_mmgates_advice(built, tmp_path):
         load_model(folder)
 
 
-def test_a_head_path_that_differs_from_forward_scores_with_the_forward(built):
-    """A family with processing after the head that mmgate does not know: the check fails, ablation uses forward."""
-    model = load_model(built["llama"]["full"])[0]
+def with_unknown_processing(model):
+    """`model` whose class halves its logits after the head: processing mmgate does not know of."""
     original = type(model).forward
 
-    class Scaled(type(model)):
+    class Halved(type(model)):
         def forward(self, *args, **kwargs):
             out = original(self, *args, **kwargs)
             out.logits = out.logits * 0.5
             return out
 
-    model.__class__ = Scaled
+    model.__class__ = Halved
+    return model
+
+
+def test_a_head_path_that_differs_from_forward_scores_with_the_forward(built):
+    """A family with processing after the head that mmgate does not know: the check fails, ablation uses forward."""
+    model = with_unknown_processing(load_model(built["llama"]["full"])[0])
     ids = list(range(40, 70))
     assert not check_head(model, [ids]).exact
     own = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
@@ -260,16 +265,7 @@ def test_a_head_path_that_differs_from_forward_scores_with_the_forward(built):
 def test_a_suppressing_class_whose_head_path_differs_cannot_be_scored(built):
     from mmgate.errors import MMGateError
 
-    model = load_model(built["chameleon"]["full"])[0]
-    original = type(model).forward
-
-    class Scaled(type(model)):
-        def forward(self, *args, **kwargs):
-            out = original(self, *args, **kwargs)
-            out.logits = out.logits * 0.5
-            return out
-
-    model.__class__ = Scaled
+    model = with_unknown_processing(load_model(built["chameleon"]["full"])[0])
     check_head(model, [list(range(40, 70))])
     with pytest.raises(MMGateError, match="can score and sample with neither"):
         target_losses(model, [Scored([40, 41], [42, 43])], pad_id=0)
