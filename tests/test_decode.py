@@ -173,3 +173,50 @@ def test_validate_sample_slices_to_exactly_the_expected_length(mini_demo):
 def test_a_one_argument_image_plugin_is_called_with_the_codes_alone():
     decoder = build_decoder("image", {"backend": "plugin", "function": "plugins.fake_seed:solid", "codebook_size": 512})
     assert [im.size for im in decoder.decode(np.zeros((2, 16), dtype=int), 48)] == [(8, 8)] * 2
+
+
+def image_rows(space, firsts):
+    """Valid image generations (16 codes each) whose first codes are `firsts`."""
+    image = space.modality("image")
+    gen = [{"sample_id": f"i{n}", "generated_ids": [image.ranges[0].start + f] + [image.ranges[0].start] * 15,
+            "expected_len": 16} for n, f in enumerate(firsts)]
+    golden = [{"sample_id": f"i{n}", "n_frames": None, "proc_size": None} for n in range(len(firsts))]
+    return pd.DataFrame(gen), pd.DataFrame(golden), image
+
+
+def plugin(name):
+    return build_decoder("image", {"backend": "plugin", "function": f"plugins.fake_seed:{name}", "codebook_size": 512})
+
+
+@pytest.mark.parametrize("name", ["broken", "picky"])
+def test_a_decoder_that_fails_on_valid_codes_fails_the_job_not_the_model(mini_demo, tmp_path, name):
+    from mmgate.decode import DecoderFailure
+
+    gen, golden, image = image_rows(mini_demo["space"], [2, 3, 4, 6])
+    with pytest.raises(DecoderFailure, match=r"failed with RuntimeError: .* whose codes are valid .* This is the "
+                                             r"decoder's failure, not the model's"):
+        decode_rows(gen, golden, image, plugin(name), tmp_path / "p", tmp_path)
+
+
+def test_codes_a_decoder_documents_it_cannot_decode_are_rows_of_their_own(mini_demo, tmp_path):
+    gen, golden, image = image_rows(mini_demo["space"], [2, 3, 4, 5])
+    frame = decode_rows(gen, golden, image, plugin("strict"), tmp_path / "p", tmp_path)
+    assert frame["ok"].tolist() == [True, False, True, False]
+    assert frame["reason"][1] == "decoder error: the decoder rejected the codes: the first code must be even"
+
+
+def test_a_decoder_out_of_memory_is_retried_on_smaller_batches(mini_demo, tmp_path):
+    from plugins import fake_seed
+
+    gen, golden, image = image_rows(mini_demo["space"], [2, 4, 6, 8, 10])
+    fake_seed.oom_batches.clear()
+    frame = decode_rows(gen, golden, image, plugin("small_memory"), tmp_path / "p", tmp_path, batch_size=8)
+    assert frame["ok"].all() and fake_seed.oom_batches == [5, 2, 3, 1, 2]  # halved until each part fits
+
+
+def test_a_decoder_out_of_memory_one_sample_at_a_time_fails_the_job(mini_demo, tmp_path):
+    from mmgate.decode import DecoderFailure
+
+    gen, golden, image = image_rows(mini_demo["space"], [2, 4])
+    with pytest.raises(DecoderFailure, match="failed even one sample at a time with OutOfMemoryError"):
+        decode_rows(gen, golden, image, plugin("no_memory"), tmp_path / "p", tmp_path)

@@ -2,7 +2,10 @@
 
 Each sample is validated first (long enough to slice to its expected length, every token in the
 codebook slot its position expects, every code inside the decoder's codebook); a bad sample is a
-row with its reason and never stops the others. Valid samples are decoded in batches of equal
+row with its reason and never stops the others. A decoder that fails on valid codes fails the
+job (`DecoderFailure`), so that a broken decoder never becomes the model's P0.3 verdict; a decoder
+out of memory is retried on half the batch; codes a decoder documents it cannot decode
+(`mmgate.decoders.InvalidCodes`) are that sample's failed row. Valid samples are decoded in batches of equal
 length, the output is checked against the expected sample rate, channel count and length
 (`n_frames * hop`) or image size (`proc_size`), and written as WAV or PNG beside the parquet.
 """
@@ -17,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .decoders import InvalidCodes
+from .errors import MMGateError
 from .io import atomic_path
 from .tokenspace import Modality
 
@@ -93,21 +98,61 @@ def decode_rows(generated: pd.DataFrame, golden: pd.DataFrame, modality: Modalit
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
             began = time.perf_counter()
-            try:
-                outputs = _decode_batch(decoder, modality, [codes for _, codes in batch])
-            except Exception as err:  # a decoder failure is every sample's reason, not a crashed job
-                for row, _ in batch:
-                    records[row.sample_id]["reason"] = f"decoder error: {type(err).__name__}: {err}"
-                continue
-            seconds = (time.perf_counter() - began) / len(batch)
-            for (row, _), output in zip(batch, outputs):
+            for (row, _), output in zip(batch, _decode_or_fail(decoder, modality, batch)):
+                if isinstance(output, InvalidCodes):  # the decoder's documented refusal: the model's fault
+                    records[row.sample_id]["reason"] = f"decoder error: the decoder rejected the codes: {output}"
+                    continue
                 records[row.sample_id].update(_check_and_write(row, output, modality, decoder, files_dir, relative_to))
-                records[row.sample_id]["decode_seconds"] = seconds
+                records[row.sample_id]["decode_seconds"] = (time.perf_counter() - began) / len(batch)
     frame = pd.DataFrame([records[sid] for sid in rows["sample_id"]]).reindex(columns=list(COLUMNS))
     for column in ("sample_rate", "channels", "samples", "width", "height"):
         frame[column] = frame[column].astype("Int64")
     frame["ok"] = frame["ok"].astype(bool)
     return frame
+
+
+class DecoderFailure(MMGateError):
+    """The decoder failed on codes that were valid: its fault (weights, install, device, memory), not the model's."""
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or "out of memory" in str(err).lower()
+
+
+def _decode_or_fail(decoder: Any, modality: Modality, batch: list[tuple[Any, np.ndarray]]) -> list[Any]:
+    """The decoder's outputs for a batch of validated samples (an `InvalidCodes` in a sample's place where the
+    decoder refused its codes). Out of memory: the batch is halved until it fits. Any other exception of the
+    decoder on valid codes raises DecoderFailure: no verdict may rest on a broken decoder."""
+    try:
+        return list(_decode_batch(decoder, modality, [codes for _, codes in batch]))
+    except InvalidCodes as err:
+        if len(batch) == 1:
+            return [err]
+        return [out for item in batch for out in _decode_or_fail(decoder, modality, [item])]  # whose codes?
+    except Exception as err:
+        if _is_out_of_memory(err) and len(batch) > 1:
+            _free_cache()
+            half = len(batch) // 2
+            return _decode_or_fail(decoder, modality, batch[:half]) + _decode_or_fail(decoder, modality, batch[half:])
+        ids = [row.sample_id for row, _ in batch]
+        memory = " even one sample at a time" if _is_out_of_memory(err) else ""
+        raise DecoderFailure(
+            f"The {modality.kind} decoder ({type(decoder).__name__}) failed{memory} with {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:300] if str(err) else '(no message)'}, on {len(ids)} sample(s) whose codes are "
+            f"valid (every token in its codebook slot, every code inside the decoder's codebook of "
+            f"{decoder.codebook_size}), e.g. {', '.join(ids[:3])}. This is the decoder's failure, not the model's, so "
+            "this job writes no decode table and no verdict rests on it. Check the decoder's weights, install and "
+            "device (the `decoders:` section of the config), or give it more memory (decoders.batch_size, the rule's "
+            "mem_mb); a decoder that cannot decode some valid codes should raise mmgate.decoders.InvalidCodes for "
+            "them, which P0.3 reports per sample. Shards this job already decoded are kept for the next attempt."
+        ) from err
+
+
+def _free_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _decode_batch(decoder: Any, modality: Modality, codes: list[np.ndarray]) -> list[Any]:

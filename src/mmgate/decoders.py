@@ -192,6 +192,12 @@ class VQVAEDecoder:
         return _to_pil(pixels)
 
 
+class InvalidCodes(ValueError):
+    """Raised by a decoder (a plugin too) for codes it documents it cannot decode: the model's fault,
+    a failed row of P0.3. Any other exception of a decoder on codes mmgate validated (in range, in
+    their codebook slot, inside the decoder's codebook) is the decoder's fault and fails the job."""
+
+
 def load_callable(spec: str, what: str) -> Callable[..., Any]:
     """`package.module:attribute` -> the attribute, with an error that names the config key."""
     module_name, _, attribute = spec.partition(":")

@@ -33,3 +33,39 @@ def stripes(codes, proc_size):
 def solid(codes):
     """A one-argument plugin, as a tokenizer's own decode(codes) would be: 8x8 images."""
     return [Image.fromarray(np.full((8, 8, 3), int(row[0]) % 256, dtype=np.uint8)) for row in codes]
+
+
+def broken(codes, proc_size):
+    """A plugin whose every call fails (missing weights, a wrong device, a bug)."""
+    raise RuntimeError("checkpoint file vq.pt not found")
+
+
+def picky(codes, proc_size):
+    """Fails on valid codes whose first code is odd, decodes the rest: still the decoder's fault."""
+    if any(int(row[0]) % 2 for row in codes):
+        raise RuntimeError("index out of bounds in upsampler")
+    return stripes(codes, proc_size)
+
+
+def strict(codes, proc_size):
+    """Documents that it cannot decode images whose first code is odd: InvalidCodes, a row per sample."""
+    from mmgate.decoders import InvalidCodes
+
+    if any(int(row[0]) % 2 for row in codes):
+        raise InvalidCodes("the first code must be even")
+    return stripes(codes, proc_size)
+
+
+oom_batches = []
+
+
+def small_memory(codes, proc_size):
+    """Out of memory above two images at a time, as a GPU decoder would be."""
+    oom_batches.append(len(codes))
+    if len(codes) > 2:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    return stripes(codes, proc_size)
+
+
+def no_memory(codes, proc_size):
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
