@@ -12,9 +12,12 @@ BIN = Path(sys.executable).parent
 CONFIG = REPO / "config" / "config.yaml"
 
 
-def snakemake(*args, cwd=REPO, check=True, timeout=1800, snakefile=REPO / "Snakefile"):
+def snakemake(*args, cwd=REPO, check=True, timeout=1800, snakefile=REPO / "Snakefile", env=None):
+    import os
+
     cmd = [str(BIN / "snakemake"), "--snakefile", str(snakefile), *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc

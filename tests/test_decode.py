@@ -220,3 +220,21 @@ def test_a_decoder_out_of_memory_one_sample_at_a_time_fails_the_job(mini_demo, t
     gen, golden, image = image_rows(mini_demo["space"], [2, 4])
     with pytest.raises(DecoderFailure, match="failed even one sample at a time with OutOfMemoryError"):
         decode_rows(gen, golden, image, plugin("no_memory"), tmp_path / "p", tmp_path)
+
+
+def test_a_plugin_name_with_a_typo_is_a_config_problem_before_any_job(mini_demo):
+    from mmgate.decoders import decoder_config_problems
+
+    image = {"backend": "plugin", "function": "plugins.fake_seed:no_such_codec", "codebook_size": 512}
+    problems = decoder_config_problems({"image": image, "audio": {"backend": "encodec", "n_codebooks": 4}},
+                                       mini_demo["space"])
+    assert problems == ["decoders.image.function = 'plugins.fake_seed:no_such_codec': module 'plugins.fake_seed' has "
+                        "no 'no_such_codec'"]
+
+
+def test_a_plugin_that_cannot_take_the_codes_is_a_config_problem():
+    from mmgate.decoders import plugin_problems
+
+    assert plugin_problems("plugins.fake_seed:calls", "f") == ["f = 'plugins.fake_seed:calls' is a list, not a function"]
+    assert "requires 3 arguments (codes, proc_size, palette)" in plugin_problems("plugins.fake_seed:three", "f")[0]
+    assert plugin_problems("plugins.fake_seed:stripes", "f") == [] and plugin_problems("plugins.fake_seed:solid", "f") == []

@@ -335,6 +335,37 @@ def test_a_decoder_that_does_not_fit_the_token_space_fails_before_any_job(user_c
     assert proc.returncode != 0 and "decoders.image.codebook_size = 0" in proc.stdout + proc.stderr
 
 
+WITH_TEST_PLUGINS = {"PYTHONPATH": str(REPO / "tests")}  # `plugins.fake_seed`, for Snakemake and its jobs
+
+
+def test_a_decoder_plugin_with_a_typo_is_an_error_before_any_job(user_config, tmp_path):
+    bundled = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["decoders"]
+    image = {"backend": "plugin", "function": "plugins.fake_seed:no_such_codec", "codebook_size": 512}
+    proc = snakemake("-n", "-d", str(tmp_path / "run"), "--configfile", str(user_config(decoders={**bundled, "image": image})),
+                     check=False, env=WITH_TEST_PLUGINS)
+    assert proc.returncode != 0
+    assert "decoders.image.function = 'plugins.fake_seed:no_such_codec': module 'plugins.fake_seed' has no " \
+           "'no_such_codec'" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_a_decoder_that_raises_fails_its_job_and_no_verdict_rests_on_it(user_config, mini_demo, tmp_path):
+    from conftest import stage2_shard
+
+    bundled = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["decoders"]
+    image = {"backend": "plugin", "function": "plugins.fake_seed:broken", "codebook_size": 512}
+    config = user_config(decoders={**bundled, "image": image},
+                         stage2={"shards": [stage2_shard(mini_demo, tmp_path / "stage2.parquet")]})
+    run = tmp_path / "run"
+    proc = snakemake("--cores", "2", "--keep-going", "-d", str(run), "--configfile", str(config), check=False,
+                     env=WITH_TEST_PLUGINS)
+    assert proc.returncode != 0
+    logs = "".join(p.read_text() for p in (run / "logs").rglob("*.log"))
+    assert "This is the decoder's failure, not the model's" in logs
+    assert not (run / "results/report/ckpt=mine/gates.json").exists()  # no P0.3 FAIL "decoder error x N"
+    assert list((run / "results/generate/ckpt=mine").rglob("part-000.parquet"))  # generation is kept
+
+
 def test_a_duplicate_sample_id_fails_the_dry_run(user_config, tmp_path):
     from mmgate.io import read_parquet
 

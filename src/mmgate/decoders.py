@@ -385,4 +385,31 @@ def decoder_config_problems(decoders: Mapping[str, Any], space: Any) -> list[str
                                 f"({modality.codebook_size} codes), so codes would be rejected; set it to the decoder's size")
         if "function" in fields and not config.get("function"):
             problems.append(f"{where}.function must name 'package.module:function'")
+        elif "function" in fields:
+            problems += plugin_problems(config["function"], f"{where}.function")
     return problems
+
+
+def plugin_problems(spec: str, what: str) -> list[str]:
+    """Why the plugin `spec` cannot be called as a decoder (imported here, so a typo is found when the
+    config is read, before Snakemake deletes any job's outputs), or nothing."""
+    import inspect
+
+    try:
+        fn = load_callable(spec, what)
+    except ConfigError as err:
+        return [str(err)]
+    if not callable(fn):
+        return [f"{what} = {spec!r} is a {type(fn).__name__}, not a function"]
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: it is called as documented
+        return []
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if not positional and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        return [f"{what} = {spec!r} takes no positional argument; a decoder is called with the codes"]
+    if len(required) > 2:
+        return [f"{what} = {spec!r} requires {len(required)} arguments ({', '.join(p.name for p in required)}); a "
+                "decoder is called with the codes (and, for images, proc_size)"]
+    return []
