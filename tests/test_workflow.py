@@ -484,3 +484,66 @@ def test_a_checkpoint_added_to_an_explicit_list_plans_only_its_own_jobs_and_the_
     per_checkpoint = [o for o in planned if "ckpt=" in o]
     assert per_checkpoint and all("ckpt=late/" in o for o in per_checkpoint), per_checkpoint
     assert job_counts(proc.stdout)["trend"] == 1
+
+
+@pytest.fixture(scope="module")
+def finished_user_run(tmp_path_factory, mini_demo):
+    """A user's own checkpoint (not the demo's) verified end to end, with a training log beside it."""
+    import shutil
+
+    from conftest import stage2_shard
+
+    from mmgate import demo
+    from mmgate.io import write_parquet
+
+    root = tmp_path_factory.mktemp("user_run")
+    ckpt = root / "mine"
+    shutil.copytree(mini_demo["ckpt"], ckpt)
+    (ckpt / "train_log.csv").write_text("step,loss,t2a_avg,t2i_avg,a2t_avg,i2t_avg\n0,3,3,3,3,3\n10,2,2,2,2,2\n")
+    golden = demo.golden_frame(demo.SyntheticWorld(mini_demo["space"], seed=0), 8, seed=1)
+    write_parquet(golden, root / "golden.parquet", {})
+    bundled = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = {"token_space": str(mini_demo["root"] / "token_space.json"), "golden_set": str(root / "golden.parquet"),
+              "checkpoints": {"mine": str(ckpt)}, "completion_marker": None,
+              "stage2": {"shards": [stage2_shard(mini_demo, root / "stage2.parquet")]}, "stage3_init": None,
+              "model": {"base": str(mini_demo["stage3"]), "dtype": "float32"}, "templates": bundled["templates"],
+              "decoders": bundled["decoders"], "gates": {"min_n": 8},
+              "report": {"training_log": "{checkpoint_dir}/train_log.csv"}}
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake("--cores", "2", "-d", str(root / "run"), "--configfile", str(root / "config.yaml"))
+    return root
+
+
+def planned(root, config="config.yaml"):
+    """The jobs a dry run plans, by rule (its "Job stats" table)."""
+    proc = snakemake("-n", "-d", str(root / "run"), "--configfile", str(root / config))
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return set()
+    table = out[out.index("Job stats:"):].split("\n\n")[0]
+    return {m for m in re.findall(r"^(\w+)\s+\d+$", table, re.M) if m != "total"}
+
+
+@pytest.mark.slow
+def test_an_untouched_checkpoint_is_never_verified_again(finished_user_run):
+    assert planned(finished_user_run) == set()
+
+
+@pytest.mark.slow
+def test_an_edited_training_log_reruns_the_report_only(finished_user_run):
+    log = finished_user_run / "mine" / "train_log.csv"
+    log.write_text(log.read_text() + "20,nan,nan,1,1,1\n")
+    assert planned(finished_user_run) == {"report", "trend", "all"}
+
+
+@pytest.mark.slow
+def test_a_checkpoint_saved_again_in_place_is_verified_again(finished_user_run):
+    import os
+
+    weights = finished_user_run / "mine" / "adapter_model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # the Trainer saved it again
+    assert "token_space" in planned(finished_user_run)  # P0.1 first: the new weights may hold NaN
+    root = finished_user_run
+    snakemake("check_token_space", "--cores", "2", "-d", str(root / "run"), "--configfile", str(root / "config.yaml"))
+    jobs = planned(finished_user_run)  # then every job that reads the model
+    assert any(j.startswith("generate_block") for j in jobs) and any(j.startswith("ablate_block") for j in jobs)

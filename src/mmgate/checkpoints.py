@@ -543,3 +543,52 @@ def model_rows(ckpt: str | Path, base: str | None = None, tokenizer_len: int | N
     emb, emb_src = saved["emb"] or (base_rows.embedding_rows, base_rows.embedding_source)
     out, out_src = saved["out"] or (base_rows.output_rows, base_rows.output_source)
     return ModelRows(emb, emb_src, out, out_src)
+
+
+# What a checkpoint's verdict depends on: its weights, configs and tokenizer. Trainer state, optimizer
+# and RNG files, logs and the completion marker change without changing the model.
+IDENTITY_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".sha256", ".tiktoken")
+NOT_THE_MODEL = ("trainer_state.json", "training_args.bin", "optimizer", "scheduler", "rng_state", "train_log")
+SMALL_FILE = 1 << 20
+
+
+def content_identity(ckpt: str | Path, base: str | None = None) -> str:
+    """A digest of what the checkpoint's (and, for an adapter, its base's) model is made of: each weight,
+    config and tokenizer file's name, size and modification time, and the bytes of the small ones
+    (configs). A checkpoint saved again in place gets another identity, and its jobs run again; an
+    untouched one keeps it (cheap: stat calls and a few small reads, at every DAG build).
+
+        >>> import tempfile, pathlib, os
+        >>> ckpt = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (ckpt / "adapter_config.json").write_text('{"r": 8}')
+        >>> _ = (ckpt / "adapter_model.safetensors").write_bytes(b"0" * 64)
+        >>> before = content_identity(ckpt)
+        >>> _ = (ckpt / "train_log.csv").write_text("step,loss")      # not the model
+        >>> content_identity(ckpt) == before
+        True
+        >>> os.utime(ckpt / "adapter_model.safetensors", ns=(1, 1))   # saved again
+        >>> content_identity(ckpt) == before
+        False
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    folders = [Path(ckpt)]
+    if is_adapter(ckpt):
+        try:
+            resolved = base_of(ckpt, base)
+        except CheckpointError:
+            resolved = None
+        if resolved and Path(resolved).is_dir():
+            folders.append(Path(resolved))
+    for folder in folders:
+        digest.update(str(folder.resolve()).encode())
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            name = path.name
+            if not path.is_file() or not name.endswith(IDENTITY_SUFFIXES) or name.startswith(NOT_THE_MODEL):
+                continue
+            stat = path.stat()
+            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+            if stat.st_size <= SMALL_FILE and name.endswith((".json", ".sha256")):
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

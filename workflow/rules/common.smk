@@ -147,6 +147,20 @@ def ckpt_dir(wildcards):
     return CHECKPOINTS[wildcards.ckpt]
 
 
+def ckpt_identity(wildcards):
+    """A param of every job that reads the model: the checkpoint's content (mmgate.checkpoints.content_identity),
+    so a checkpoint saved again in place is verified again (its marker alone may not change).
+    """
+    return _identity(CHECKPOINTS[wildcards.ckpt], config["model"].get("base"))
+
+
+@functools.lru_cache(maxsize=None)
+def _identity(ckpt, base):
+    from mmgate.checkpoints import content_identity
+
+    return content_identity(ckpt, base) if Path(ckpt).is_dir() else None
+
+
 def ckpt_marker(wildcards):
     """The completion marker: a source file for real checkpoints, the demo rule's output for the demo."""
     return str(Path(CHECKPOINTS[wildcards.ckpt]) / (MARKER or "adapter_config.json"))
@@ -303,6 +317,7 @@ ABLATED = "results/ablate/ckpt={ckpt}/task={task}/part-{shard}.parquet"
 # Params of the one-shard rules (sharding.shards_per_job: 1); a changed setting reruns the work.
 GENERATE_PARAMS = dict(
     ckpt_dir=ckpt_dir,
+    identity=ckpt_identity,
     template=lambda wildcards: config["templates"][wildcards.write_task],
     model=config["model"],
     task_modalities=config["task_modalities"],
@@ -312,6 +327,7 @@ GENERATE_PARAMS = dict(
 )
 ABLATE_PARAMS = dict(
     ckpt_dir=ckpt_dir,
+    identity=ckpt_identity,
     template=lambda wildcards: config["templates"][wildcards.task],
     model=config["model"],
     task_modalities=config["task_modalities"],
@@ -380,4 +396,13 @@ def report_inputs(wildcards):
         wildcards.ckpt, by_task, p01_passed(wildcards.ckpt), generation_shards=generated
     )
     inputs["golden"] = [config["golden_set"]]
+    from mmgate.report import training_log_path
+
+    log = training_log_path(
+        config["report"]["training_log"], CHECKPOINTS[wildcards.ckpt]
+    )
+    if (
+        log is not None and log.exists()
+    ):  # a gate reads it: an edited log reruns the report
+        inputs["training_log"] = [str(log)]
     return inputs

@@ -39,6 +39,7 @@ checkpoint token_space:
         runtime=10,
     params:
         ckpt_dir=ckpt_dir,
+        identity=ckpt_identity,
         base=model_base,
         stage3_init=stage3_dir,
         trust_remote_code=config["model"]["trust_remote_code"],

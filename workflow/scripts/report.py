@@ -23,7 +23,7 @@ def main(smk, log):
             training_log = path
         else:
             log.warning("report.training_log: %s does not exist; TD is SKIP", path)
-    inputs = {name: list(files) for name, files in smk.input.items() if name != "golden"}
+    inputs = {name: list(files) for name, files in smk.input.items() if name not in ("golden", "training_log")}
     prov = report_provenance(smk.wildcards.ckpt, smk.params.ckpt_dir, smk.params.config, space, smk.input.golden[0], golden)
     prov["model"] = model_provenance(inputs)
     report = build(inputs, thresholds, golden, training_log, prov, checkpoint=smk.wildcards.ckpt,
