@@ -232,3 +232,20 @@ def test_a_model_class_is_accepted_in_the_model_section():
     config = demo_config()
     config["model"]["class"] = "ChameleonForConditionalGeneration"
     assert validate_config(config)["model"]["class"] == "ChameleonForConditionalGeneration"
+
+
+def test_reordered_keys_an_explicit_default_and_an_integer_number_give_the_same_params():
+    """Snakemake compares params by repr: a config that says the same thing must give the same repr."""
+    written = demo_config()
+    reordered = demo_config()
+    reordered["generation"] = dict(reversed(list(reordered["generation"].items())))
+    reordered["generation"]["temperature"] = 1  # the integer 1 for the number 1.0
+    reordered["generation"]["removed_mass_every"] = 16  # a default written out
+    a, b = validate_config(written), validate_config(reordered)
+    assert repr(a["generation"]) == repr(b["generation"]) and repr(a["model"]) == repr(b["model"])
+
+
+def test_the_checkpoints_keep_the_order_they_are_listed_in():
+    config = demo_config()
+    config["checkpoints"] = {"zeta": "a", "alpha": "b"}
+    assert list(validate_config(config)["checkpoints"]) == ["zeta", "alpha"]

@@ -85,3 +85,15 @@ def test_special_tokens_the_tokenizer_added_are_known():
     from mmgate.templates import validate_templates
 
     validate_templates({"t2a": "{prompt}<sep><aud_start>"}, tok, SPECIALS)
+
+
+def test_a_write_template_that_splices_modality_is_refused_before_any_job():
+    with pytest.raises(TemplateError, match=r"templates.t2a: .* splices \{modality\} into the context of a write task"):
+        validate(t2a="{bos}<aud_start>{modality}<aud_end> Generate : {prompt}<aud_start>")
+
+
+def test_an_unknown_special_token_lists_close_matches_not_every_token():
+    many = {**SPECIALS, **{f"<tok_{i}>": 1000 + i for i in range(5000)}}
+    with pytest.raises(TemplateError) as err:
+        PromptTemplate("{bos}<aud_strat>", WordTokenizer(), many, name="templates.t2a")
+    assert "did you mean '<aud_start>'" in str(err.value) and len(str(err.value)) < 400

@@ -205,3 +205,20 @@ def test_decoders_are_checked_against_the_modality_their_write_task_writes(tmp_p
     decoders = {"audio": {"backend": "encodec", "n_codebooks": 2}, "image": {"backend": "vqvae", "model_class": "x"}}
     problems = decoder_config_problems(decoders, space)
     assert any("decoders.audio.n_codebooks = 2 but the token space's music has 3 codebooks" in p for p in problems)
+
+
+def test_another_tools_start_and_end_names_are_reported_as_near_misses_with_the_fix(tmp_path):
+    def rename(spec):
+        image = spec["modalities"]["image"]
+        image["start"], image["end"] = image.pop("start_token"), image.pop("end_token")
+
+    message = load_bad(tmp_path, rename)
+    assert "modalities.image.start: unknown key; mmgate reads 'start_token' (rename 'start' to 'start_token')" in message
+    assert "modalities.image.end: unknown key; mmgate reads 'end_token' (rename 'end' to 'end_token')" in message
+    assert "start_token = None" not in message and "end_token = None" not in message
+
+
+def test_a_key_valid_elsewhere_is_never_taken_for_a_typo(tmp_path):
+    spec = small_spec()
+    spec["modalities"]["image"]["n_tokens"] = 6  # golden-set meta, not a misspelt end_token
+    TokenSpace.load(write_space(tmp_path, spec))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 import sys
 
 from .errors import MMGateError
@@ -103,6 +104,70 @@ def _load_reports(path: str) -> list[dict]:
     return sorted(reports, key=_step_order)
 
 
+PLAN_FILE = ".mmgate-run.json"  # under results/: the checkpoints the last run's config verifies
+
+
+def record_plan(results: str, checkpoints: Any, config_files: Any) -> None:
+    """Write which checkpoints the run's config verifies (by name), for `inspect` and `check`."""
+    import json
+    import time
+    from pathlib import Path
+
+    from .io import write_text
+
+    try:
+        write_text(Path(results) / PLAN_FILE, json.dumps({"checkpoints": sorted(checkpoints),
+                                                          "config_files": [str(f) for f in config_files],
+                                                          "written": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
+    except OSError:  # a record for the CLI's convenience: never a reason for a run to fail
+        pass
+
+
+def planned_checkpoints(path: str, config: str | None = None) -> set[str] | None:
+    """The checkpoints the current config verifies: from `config` (a config file) when given, else from the
+    last run's record under the results folder at `path`; None when neither says."""
+    import json
+    from pathlib import Path
+
+    if config:
+        from .checkpoints import discover_checkpoints
+        from .config import read_yaml
+
+        settings = read_yaml(config) or {}  # the checkpoint keys alone: a layered config's part is enough
+        found = discover_checkpoints(settings.get("checkpoints"), settings.get("checkpoint_glob"), None)
+        return set(found.checkpoints) | {name for name, *_ in found.skipped}
+    root = Path(path)
+    for candidate in (root / PLAN_FILE, root.parent / PLAN_FILE):
+        if candidate.exists():
+            try:
+                return set(json.loads(candidate.read_text())["checkpoints"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
+def _current(reports: list[dict], args: argparse.Namespace) -> tuple[list[dict], list[str]]:
+    """(reports of the checkpoints the current config verifies, names of the others): a checkpoint removed
+    from the config is listed, never judged."""
+    from pathlib import Path
+
+    one = Path(args.path).name == "gates.json" or (Path(args.path) / "gates.json").exists()
+    plan = None if one else planned_checkpoints(args.path, getattr(args, "config", None))
+    if plan is None:  # one checkpoint's report asked for by name, or no record of a plan
+        return reports, []
+    return ([r for r in reports if r["checkpoint"] in plan],
+            sorted(str(r["checkpoint"]) for r in reports if r["checkpoint"] not in plan))
+
+
+def missing_evidence(report: dict) -> list[str]:
+    """Files the report rests on that are gone (a deleted shard): the next run remakes them."""
+    from pathlib import Path
+
+    workdir = Path(report["_path"]).parents[3]  # results/report/ckpt=<name>/gates.json
+    files = {e for g in report["gates"] for e in g.get("evidence") or [] if isinstance(e, str)}
+    return sorted(f for f in files if not (Path(f) if Path(f).is_absolute() else workdir / f).exists())
+
+
 def _step_order(report: dict) -> tuple:
     return report.get("step") is None, report.get("step") or 0, str(report.get("checkpoint"))
 
@@ -146,11 +211,19 @@ def verdict_table(summaries: list[dict], marks: dict[str, str] | None = None) ->
 def _inspect(args: argparse.Namespace) -> None:
     import json
 
-    summaries = [_summary(report) for report in _load_reports(args.path)]
+    reports, others = _current(_load_reports(args.path), args)
+    summaries = [_summary(report) for report in reports]
+    missing = {r["checkpoint"]: missing_evidence(r) for r in reports}
     if args.json:
         print(json.dumps(summaries, indent=1))
         return
-    print(verdict_table(summaries))
+    print(verdict_table(summaries) if summaries else "no report of a checkpoint in this run's config")
+    if others:
+        print(f"not in this run's config (reports kept, not judged): {', '.join(others)}")
+    for name, files in missing.items():
+        if files:
+            print(f"warning: {name}: {len(files)} file(s) its report rests on are missing, e.g. {files[0]}; rerun "
+                  "snakemake to remake them")
     for s in summaries:
         print(f"\n{s['checkpoint']}: {_overall(s)}" + (f"  [samples per task: {s['samples']}]" if s["samples"] else ""))
         for key, line in s["assessment"].items():
@@ -198,7 +271,10 @@ def _check(args: argparse.Namespace) -> int:
     from .gates import FAIL, P0, SKIP, WARN
 
     status, lines = 0, []
-    for report in _load_reports(args.path):
+    reports, others = _current(_load_reports(args.path), args)
+    if others:
+        lines.append(f"not in this run's config (not judged): {', '.join(others)}")
+    for report in reports:
         verdicts = {g["gate"]: g for g in report["gates"]}
         missing = [g for g in P0 if g not in verdicts]
         blocking = {FAIL, SKIP} | ({WARN} if args.strict else set())
@@ -360,11 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     inspect = sub.add_parser("inspect", help="summarise a results tree or one checkpoint's report")
     inspect.add_argument("path", help="results/ or results/report/ckpt=<name>/")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--config", metavar="CONFIG.yaml", help="judge the checkpoints this config verifies (default: "
+                         "those of the last run, recorded under the results folder)")
     inspect.set_defaults(func=_inspect)
     check = sub.add_parser("check", help="exit 0 when every P0 gate passes, 1 when one fails or is skipped, 2 when there is "
                                          "no readable report (for training pipelines)")
     check.add_argument("path", help="results/ or results/report/ckpt=<name>/")
     check.add_argument("--strict", action="store_true", help="count WARN (e.g. N < 256) as failing")
+    check.add_argument("--config", metavar="CONFIG.yaml", help="judge the checkpoints this config verifies (default: "
+                       "those of the last run, recorded under the results folder)")
     check.set_defaults(func=_check)
     diff = sub.add_parser("diff", help="compare two checkpoints' reports: verdict changes and metric deltas with intervals")
     diff.add_argument("a", help="the reference: a checkpoint name under RESULTS/report/, or its report folder")

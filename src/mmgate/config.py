@@ -75,7 +75,38 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_
                 lines.append(f"  - {where}: {err.message}")
         raise ConfigError(f"{source} does not match {schema_path}:\n" + "\n".join(lines))
     _fill_defaults(config, schema)
-    return config
+    return canonical(config, schema)
+
+
+UNORDERED_KEEP = ("checkpoints",)  # mappings whose order the user chose (the order checkpoints are listed in)
+
+
+def canonical(value: Any, schema: Mapping[str, Any] | None = None, key: str | None = None) -> Any:
+    """The config as jobs see it in their params: every mapping's keys sorted and every `number` of the
+    schema a float, so that reordering keys, writing a default out or `1` for `1.0` changes no param
+    (Snakemake compares params by their repr) and reruns nothing.
+
+        >>> canonical({"b": 1, "a": {"d": 2, "c": 3}}) == {"a": {"c": 3, "d": 2}, "b": 1}
+        True
+        >>> list(canonical({"b": 1, "a": 2}))
+        ['a', 'b']
+        >>> canonical({"temperature": 1}, {"properties": {"temperature": {"type": "number"}}})
+        {'temperature': 1.0}
+    """
+    schema = schema or {}
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        items = value.items() if key in UNORDERED_KEEP else sorted(value.items(), key=lambda kv: str(kv[0]))
+        extra = schema.get("additionalProperties")
+        return {k: canonical(v, properties.get(k) or (extra if isinstance(extra, dict) else {}), k) for k, v in items}
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [canonical(v, items if isinstance(items, dict) else {}) for v in value]
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    if "number" in types and "integer" not in types and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -76,9 +76,14 @@ class PromptTemplate:
             elif special in special_ids:
                 pieces.append(_Piece("ids", [int(special_ids[special])]))
             else:
+                import difflib
+
+                close = difflib.get_close_matches(special, list(special_ids), n=3, cutoff=0.6)
+                hint = f"did you mean {', '.join(map(repr, close))}?" if close else (
+                    f"{len(special_ids)} special tokens are known, none close to it")
                 raise TemplateError(
-                    f"{self.name}: {special!r} in {template!r} is not a special token of the token space "
-                    f"(known: {sorted(special_ids)}). Fix the name or add it to token_space.json."
+                    f"{self.name}: {special!r} in {template!r} is not a special token of the token space or the "
+                    f"tokenizer ({hint}). Fix the name or add it to token_space.json."
                 )
             cursor = match.end()
         if cursor < len(template):
@@ -147,6 +152,10 @@ def validate_templates(templates: Mapping[str, str], tokenizer: Any, special_ids
                             "the example's prompt.")
         if task in READ_TASKS and not template.uses_modality:
             problems.append(f"{name}: {text!r} has no {{modality}}: the model would caption without the modality tokens.")
+        if task in WRITE_TASKS and template.uses_modality:
+            problems.append(f"{name}: {text!r} splices {{modality}} into the context of a write task, whose modality "
+                            "tokens are what the model generates: there are none to splice. Remove {modality}; the "
+                            "template ends with the modality's start token.")
     if problems:
         raise TemplateError("The prompt templates in the config cannot be used as written:\n  - " + "\n  - ".join(problems)
                             + "\nFix `templates:` in the config (exactly the formatting the checkpoint was trained with).")

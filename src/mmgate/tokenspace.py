@@ -284,13 +284,34 @@ class TokenSpace:
         return replace(self.modality(self.task_modalities[task]), kind=TASK_MODALITY[task])
 
 
+# names other tools give the keys mmgate reads: a near-miss to report, never a key ignored in silence
+ALIASES = {"start": "start_token", "end": "end_token", "pad": "pad_token", "bos_token": "start_token",
+           "eos_token": "end_token", "begin_token": "start_token", "start_id": "start_token", "end_id": "end_token",
+           "codebooks": "ranges", "special": "special_tokens", "vocab": "vocab_size"}
+# keys that mean something elsewhere in mmgate's inputs (golden-set meta, codec fields): informative
+# extras of a token space, never typos of a key they happen to resemble (`n_tokens` is not `end_token`)
+VALID_ELSEWHERE = {"n_tokens", "n_frames", "n_codebooks", "codebook_size", "sample_rate", "channels", "proc_size",
+                   "frame_rate", "hop_length", "bandwidth_kbps", "downsample", "name", "kind", "description", "roles"}
+
+
 def _typos(spec: Mapping[str, Any], known: set[str], where: str) -> list[str]:
     """Unknown keys are kept (they are part of the hashed bytes) and ignored, except near-misses of
-    a known key, which are almost certainly typos of it."""
+    a known key, which are almost certainly typos of it, and other tools' names for one (`start` for
+    `start_token`). A key valid elsewhere in mmgate's inputs is never taken for a typo."""
     import difflib
 
-    return [f"{where}{key}: unknown key, did you mean {close[0]!r}?" for key in spec if key not in known
-            for close in [difflib.get_close_matches(key, known, n=1, cutoff=0.8)] if close]
+    problems = []
+    for key in spec:
+        if key in known or key in VALID_ELSEWHERE:
+            continue
+        alias = ALIASES.get(key)
+        if alias in known and alias not in spec:
+            problems.append(f"{where}{key}: unknown key; mmgate reads {alias!r} (rename {key!r} to {alias!r})")
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        if close:
+            problems.append(f"{where}{key}: unknown key, did you mean {close[0]!r}?")
+    return problems
 
 
 def ignored_keys(spec: Mapping[str, Any]) -> list[str]:
@@ -378,8 +399,8 @@ def _validate(spec: Any) -> list[str]:
             problems.append(f"{where}: codebook ranges differ in size {sizes}; every codebook must have the same number of codes")
         for key in ("start_token", "end_token", "pad_token"):
             token = m.get(key)
-            if token is None and key == "pad_token":
-                continue
+            if token is None and (key == "pad_token" or any(ALIASES.get(k) == key for k in m)):
+                continue  # no pad token; or the near-miss above already says what to rename
             if token not in special:
                 problems.append(f"{where}.{key} = {token!r} is not in special_tokens")
         layout = m.get("layout", "frame_major")

@@ -99,7 +99,12 @@ RUN_STARTED = time.time()
 
 
 def print_verdicts(failed):
-    """The last thing a run prints: this run's verdicts and where the reports are."""
+    """The last thing a run prints: this run's verdicts and where the reports are. It also records
+    which checkpoints this run's config verifies, so `mmgate inspect/check results` judge those.
+    """
+    from mmgate.cli import record_plan
+
+    record_plan("results", CHECKPOINTS, CONFIG_FILES)
     print(end_of_run(CHECKPOINTS, "results", RUN_STARTED, failed), file=sys.stderr)
 
 
@@ -134,6 +139,7 @@ def _check_inputs():
         counts = _golden_counts(
             str(golden), golden.stat().st_mtime
         )  # validates every row
+        _clamp_samples_per_task(counts)
         untemplated = sorted(t for t in counts if t not in config["templates"])
         if untemplated:
             raise WorkflowError(
@@ -143,22 +149,42 @@ def _check_inputs():
             )
 
 
+def _clamp_samples_per_task(counts):
+    """generation.samples_per_task at or above every write task's rows generates them all, as null does:
+    it changes no output, so it becomes null and reruns nothing (with a note saying so).
+    """
+    wanted = config["generation"].get("samples_per_task")
+    most = max((counts.get(task, 0) for task in ("t2a", "t2i")), default=0)
+    if wanted is not None and wanted >= most:
+        print(
+            f"mmgate: generation.samples_per_task = {wanted} is at least every write task's golden rows "
+            f"({most}): every row is generated, as with null, so it changes no output and reruns nothing",
+            file=sys.stderr,
+        )
+        config["generation"]["samples_per_task"] = None
+
+
 def ckpt_dir(wildcards):
     return CHECKPOINTS[wildcards.ckpt]
 
 
 def ckpt_identity(wildcards):
     """A param of every job that reads the model: the checkpoint's content (mmgate.checkpoints.content_identity),
-    so a checkpoint saved again in place is verified again (its marker alone may not change).
+    so a checkpoint saved again in place is verified again (its marker alone may not change). The demo's
+    checkpoints are outputs of this workflow, not there yet when the DAG is first built: the rule that
+    builds them reruns what reads them, so they need no identity.
     """
-    return _identity(CHECKPOINTS[wildcards.ckpt], config["model"].get("base"))
+    path = CHECKPOINTS[wildcards.ckpt]
+    if DEMO and Path(path).resolve().is_relative_to(Path(DEMO_DIR).resolve()):
+        return None
+    return _identity(path, config["model"].get("base"))
 
 
 @functools.lru_cache(maxsize=None)
 def _identity(ckpt, base):
     from mmgate.checkpoints import content_identity
 
-    return content_identity(ckpt, base) if Path(ckpt).is_dir() else None
+    return content_identity(ckpt, base)
 
 
 def ckpt_marker(wildcards):
