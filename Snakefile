@@ -20,7 +20,7 @@ rule all:
     """Every checkpoint's report and the trend (the default target)."""
     default_target: True
     input:
-        all_targets(),
+        all_targets,
 
 
 onsuccess:

@@ -1,5 +1,6 @@
 """The Snakemake workflow as users run it: lint, formatting, the planned DAG, and the demo end to end."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -530,6 +531,31 @@ def test_an_untouched_checkpoint_is_never_verified_again(finished_user_run):
 
 
 @pytest.mark.slow
+def test_a_reordered_config_with_defaults_written_out_reruns_nothing(finished_user_run):
+    config = yaml.safe_load((finished_user_run / "config.yaml").read_text())
+    config["generation"] = {"removed_mass_every": 16, "temperature": 1, "top_k": 0}  # defaults, 1 for 1.0
+    config = dict(reversed(list(config.items())))
+    (finished_user_run / "same.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert planned(finished_user_run, "same.yaml") == set()
+
+
+@pytest.mark.slow
+def test_samples_per_task_above_the_golden_rows_reruns_nothing_and_says_so(finished_user_run):
+    config = yaml.safe_load((finished_user_run / "config.yaml").read_text())
+    config["generation"] = {"samples_per_task": 100000}
+    (finished_user_run / "clamped.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "-d", str(finished_user_run / "run"), "--configfile", str(finished_user_run / "clamped.yaml"))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert "generation.samples_per_task = 100000 is at least every write task's golden rows (8)" in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_run_records_its_checkpoints_for_inspect_and_check(finished_user_run):
+    record = json.loads((finished_user_run / "run/results/.mmgate-run.json").read_text())
+    assert record["checkpoints"] == ["mine"]
+
+
+@pytest.mark.slow
 def test_an_edited_training_log_reruns_the_report_only(finished_user_run):
     log = finished_user_run / "mine" / "train_log.csv"
     log.write_text(log.read_text() + "20,nan,nan,1,1,1\n")
@@ -547,3 +573,13 @@ def test_a_checkpoint_saved_again_in_place_is_verified_again(finished_user_run):
     snakemake("check_token_space", "--cores", "2", "-d", str(root / "run"), "--configfile", str(root / "config.yaml"))
     jobs = planned(finished_user_run)  # then every job that reads the model
     assert any(j.startswith("generate_block") for j in jobs) and any(j.startswith("ablate_block") for j in jobs)
+
+
+@pytest.mark.slow
+def test_a_deleted_shard_is_remade_and_inspect_warns_until_it_is(finished_user_run):
+    shard = finished_user_run / "run/results/ablate/ckpt=mine/task=a2t/part-000.parquet"
+    shard.unlink()
+    assert any(job.startswith("ablate_block") for job in planned(finished_user_run))
+    proc = subprocess.run([str(BIN / "mmgate"), "inspect", str(finished_user_run / "run/results")], capture_output=True,
+                          text=True)
+    assert "mine: 1 file(s) its report rests on are missing, e.g. results/ablate/ckpt=mine/task=a2t/part-000.parquet" in proc.stdout

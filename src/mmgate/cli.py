@@ -165,6 +165,7 @@ def missing_evidence(report: dict) -> list[str]:
 
     workdir = Path(report["_path"]).parents[3]  # results/report/ckpt=<name>/gates.json
     files = {e for g in report["gates"] for e in g.get("evidence") or [] if isinstance(e, str)}
+    files |= {f for f in (report.get("provenance") or {}).get("inputs") or [] if isinstance(f, str)}  # every file it read
     return sorted(f for f in files if not (Path(f) if Path(f).is_absolute() else workdir / f).exists())
 
 

@@ -3,6 +3,7 @@ import functools
 import math
 import sys
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -373,13 +374,29 @@ def token_space_targets():
     return expand("results/token_space/ckpt={ckpt}/check.parquet", ckpt=CHECKPOINTS)
 
 
-def all_targets():
-    """Every file a reader opens (Snakemake reruns a job only for a missing requested file)."""
-    return expand(
+def all_targets(wildcards=None):
+    """Every file a reader opens, and every file each report rests on: Snakemake reruns a job for a
+    missing *requested* file only, so a shard deleted after its report was written is remade only
+    because it is requested here (its report then reruns on the new shard)."""
+    reports = expand(
         "results/report/ckpt={ckpt}/{file}",
         ckpt=CHECKPOINTS,
         file=["gates.json", "gates.parquet", "report.html"],
     ) + ["results/report/trend.parquet", "results/report/trend.html"]
+    if wildcards is None:
+        return reports
+    rested_on = []
+    for ckpt in CHECKPOINTS:
+        if not Path(f"results/token_space/ckpt={ckpt}/check.parquet").exists():
+            continue  # not checked yet: its report plans its work once P0.1 has run
+        inputs = report_inputs(SimpleNamespace(ckpt=ckpt))
+        rested_on += [
+            f
+            for name, files in inputs.items()
+            if name not in ("golden", "training_log")
+            for f in files
+        ]
+    return reports + rested_on
 
 
 def model_base(wildcards):

@@ -26,6 +26,7 @@ def main(smk, log):
     inputs = {name: list(files) for name, files in smk.input.items() if name not in ("golden", "training_log")}
     prov = report_provenance(smk.wildcards.ckpt, smk.params.ckpt_dir, smk.params.config, space, smk.input.golden[0], golden)
     prov["model"] = model_provenance(inputs)
+    prov["inputs"] = sorted(str(f) for f in smk.input)  # every file it read: `mmgate inspect` warns when one is gone
     report = build(inputs, thresholds, golden, training_log, prov, checkpoint=smk.wildcards.ckpt,
                    samples_per_task=smk.params.config["generation"]["samples_per_task"],
                    training_log_columns=smk.params.training_log_columns)
