@@ -249,3 +249,11 @@ def test_the_checkpoints_keep_the_order_they_are_listed_in():
     config = demo_config()
     config["checkpoints"] = {"zeta": "a", "alpha": "b"}
     assert list(validate_config(config)["checkpoints"]) == ["zeta", "alpha"]
+
+
+def test_a_checkpoint_folder_snakemake_cannot_carry_is_skipped_and_the_others_go_on(tmp_path):
+    for name in ("checkpoint-1", "checkpoint-<b>", "checkpoint-{x}"):
+        (tmp_path / name).mkdir()
+    found = discover_checkpoints(None, str(tmp_path / "checkpoint-*"), None)
+    assert list(found.checkpoints) == ["checkpoint-1"]
+    assert sorted(reason for *_, reason in found.skipped) == ["unusable path", "unusable path"]

@@ -583,3 +583,23 @@ def test_a_deleted_shard_is_remade_and_inspect_warns_until_it_is(finished_user_r
     proc = subprocess.run([str(BIN / "mmgate"), "inspect", str(finished_user_run / "run/results")], capture_output=True,
                           text=True)
     assert "mine: 1 file(s) its report rests on are missing, e.g. results/ablate/ckpt=mine/task=a2t/part-000.parquet" in proc.stdout
+
+
+def test_a_checkpoint_path_with_wildcard_characters_is_named_and_the_others_are_planned(user_config, mini_demo, tmp_path):
+    odd = tmp_path / "run-{x}"
+    shutil.copytree(mini_demo["ckpt"], odd)
+    config = user_config(checkpoints={"mine": str(mini_demo["ckpt"]), "odd": str(odd)})
+    proc = snakemake("-n", "-d", str(tmp_path / "run"), "--configfile", str(config))
+    assert "odd: " in proc.stderr and "which Snakemake reads as wildcards or path variables" in proc.stderr
+    assert "ckpt=mine" in proc.stdout and "ckpt=odd" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_readmes_check_token_space_command_runs_as_written(finished_user_run):
+    """README: `snakemake check_token_space --cores 2 --configfile mine.yaml`, run in a checkout."""
+    line = re.search(r"`(snakemake check_token_space [^`]*--configfile mine\.yaml)`", (REPO / "README.md").read_text())
+    assert line, "README.md lost its check_token_space command"
+    shutil.copy(finished_user_run / "config.yaml", finished_user_run / "run" / "mine.yaml")
+    args = line.group(1).split()[1:]
+    proc = snakemake(*args, "-d", str(finished_user_run / "run"), cwd=finished_user_run / "run")
+    assert proc.returncode == 0

@@ -18,6 +18,8 @@ from typing import Any, Iterable, Iterator, Mapping
 from .errors import CheckpointError
 
 CKPT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# characters Snakemake reads in a file path as a wildcard ({x}) or a path variable (<b>)
+UNCARRIED = re.compile(r"[{}<>]")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 EMBED_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
 OUTPUT_SUFFIXES = ("lm_head.weight", "embed_out.weight", "output.weight")
@@ -28,8 +30,9 @@ WEIGHT_PREFIXES = ("adapter_model", "model", "pytorch_model")
 @dataclass(frozen=True)
 class Discovered:
     checkpoints: dict[str, str]
-    # (name, path, "missing" | "incomplete") per checkpoint not picked up: its directory does not
-    # exist, or its completion marker does not yet
+    # (name, path, "missing" | "incomplete" | "unusable path") per checkpoint not picked up: its directory
+    # does not exist, its completion marker does not yet, or its path holds {, }, < or > (Snakemake
+    # would read them as wildcards or path variables)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -82,7 +85,9 @@ def discover_checkpoints(explicit: Mapping[str, str] | None, pattern: str | None
             raise CheckpointError(
                 f"config.yaml: two checkpoints are named {name!r} ({found[name]} and {path}); rename one in `checkpoints:`."
             )
-        if not Path(path).is_dir():
+        if UNCARRIED.search(str(path)):
+            skipped.append((name, str(path), "unusable path"))
+        elif not Path(path).is_dir():
             skipped.append((name, str(path), "missing"))
         elif marker and not (Path(path) / marker).exists():
             skipped.append((name, str(path), "incomplete"))

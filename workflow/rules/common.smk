@@ -69,6 +69,15 @@ def _discover():
     for name, path, reason in found.skipped:
         if name in config["checkpoints"] and _made_by_demo(path):
             ckpts[name] = path  # the demo rule writes it, marker last
+        elif reason == "unusable path":
+            line = (
+                f"{name}: {path} holds {{, }}, < or >, which Snakemake reads as wildcards or path variables: "
+                "rename the folder, or link it under a plain name and list the link; the other checkpoints go on"
+            )
+            print(
+                f"mmgate: not verified: {line}", file=sys.stderr
+            )  # now: a dry run ends without onsuccess
+            skipped.append(line)
         elif reason == "missing":
             missing.append(f"  - {name}: {path} (resolved to {Path(path).resolve()})")
         else:
@@ -176,7 +185,7 @@ def ckpt_identity(wildcards):
     builds them reruns what reads them, so they need no identity.
     """
     path = CHECKPOINTS[wildcards.ckpt]
-    if DEMO and Path(path).resolve().is_relative_to(Path(DEMO_DIR).resolve()):
+    if _made_by_demo(path):
         return None
     return _identity(path, config["model"].get("base"))
 
