@@ -114,9 +114,9 @@ def write_parquet(frame: pd.DataFrame, path: str | Path, meta: Mapping[str, Any]
 def _unreadable(path: Path, err: Exception) -> MMGateError:
     return MMGateError(
         f"{path}: not a readable parquet file ({type(err).__name__}: {err}). It was probably truncated "
-        f"or edited by hand; mmgate itself writes atomically. Delete it and rerun snakemake with it as the target "
-        f"(`snakemake {path}` plus your usual options, e.g. --profile): only the job that makes this file runs "
-        "again. (Snakemake does not remake a deleted file whose consumers are up to date unless asked for it.)"
+        f"or edited by hand; mmgate itself writes atomically. Delete it and rerun snakemake as before: every file "
+        "a report rests on is requested by the default target, so only the job that makes this file runs again "
+        f"(or name it as the target: `snakemake {path}` plus your usual options)."
     )
 
 
