@@ -257,6 +257,8 @@ def check_head(model: Any, sequences: Sequence[Sequence[int]]) -> HeadCheck:
     device = model.get_input_embeddings().weight.device
     dtype = next(model.parameters()).dtype
     errors, suppressed, positions = [], None, 0
+    training = model.training
+    model.eval()  # dropout would make the two paths differ at random, and the result is kept for the model
     with torch.inference_mode():
         for ids in sequences:
             if len(ids) < 2:
@@ -273,6 +275,7 @@ def check_head(model: Any, sequences: Sequence[Sequence[int]]) -> HeadCheck:
             b = F.log_softmax(mine[:, keep].float(), dim=-1)
             errors.append(float((a - b).abs().max()))
             positions += int(input_ids.shape[1])
+    model.train(training)
     ids = tuple(int(i) for i in suppressed.nonzero().flatten()) if suppressed is not None else ()
     check = HeadCheck(max(errors) if errors else float("inf"), TOLERANCE.get(dtype, 1e-2), positions, ids)
     path.check = check
