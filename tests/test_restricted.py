@@ -226,12 +226,17 @@ def test_sampled_tokens_follow_the_restricted_distribution():
 
 # --- removed mass ---------------------------------------------------------------------------------
 
-def test_removed_mass_is_measured_every_nth_step_coprime_to_the_codebook_count():
-    m = modality()  # 2 codebooks: every 4th step becomes every 5th, so both codebooks are measured
+def measured_run(**measure):
+    """(the restricted decoder's output, generate's constraint) on the same greedy trajectory, tracking the mass."""
+    m = modality()
     model = tiny_model()
-    decoder, inputs = decoder_and_inputs(model, m, gen_config(m), track=True, removed_mass_every=4)
+    decoder, inputs = decoder_and_inputs(model, m, gen_config(m), track=True, **measure)
     _, hf_constraint = reference(model, m, gen_config(m), inputs, track=True)
-    out = decoder.generate(*inputs)
+    return decoder.generate(*inputs), hf_constraint
+
+
+def test_removed_mass_is_measured_every_nth_step_coprime_to_the_codebook_count():
+    out, hf_constraint = measured_run(removed_mass_every=4)  # 2 codebooks: every 4th step becomes every 5th
     measured = [step for step, mass in enumerate(out.removed_mass) if not mass.isnan().any()]
     assert measured == [0, 5]
     for step in measured:  # the same trajectory (greedy): the same mass as generate recorded there
@@ -239,11 +244,7 @@ def test_removed_mass_is_measured_every_nth_step_coprime_to_the_codebook_count()
 
 
 def test_the_measured_steps_start_at_the_phase_so_the_first_step_is_not_in_every_batch():
-    m = modality()
-    model = tiny_model()
-    decoder, inputs = decoder_and_inputs(model, m, gen_config(m), track=True, removed_mass_every=4, measure_phase=6)
-    _, hf_constraint = reference(model, m, gen_config(m), inputs, track=True)
-    out = decoder.generate(*inputs)
+    out, hf_constraint = measured_run(removed_mass_every=4, measure_phase=6)
     measured = [step for step, mass in enumerate(out.removed_mass) if not mass.isnan().any()]
     assert measured == [1, 6]  # phase 6 mod 5
     for step in measured:
@@ -251,11 +252,7 @@ def test_the_measured_steps_start_at_the_phase_so_the_first_step_is_not_in_every
 
 
 def test_the_first_step_is_always_measured_and_kept_out_of_the_per_step_mean():
-    m = modality()
-    model = tiny_model()
-    decoder, inputs = decoder_and_inputs(model, m, gen_config(m), track=True, removed_mass_every=4, measure_phase=6)
-    _, hf_constraint = reference(model, m, gen_config(m), inputs, track=True)
-    out = decoder.generate(*inputs)
+    out, hf_constraint = measured_run(removed_mass_every=4, measure_phase=6)
     assert out.removed_mass[0].isnan().all()  # not a periodic step: not in the mean
     assert torch.allclose(out.first_removed, hf_constraint.removed_mass[0], atol=1e-6)
     flagged = [step for step, flags in enumerate(out.overridden) if not flags.isnan().any()]
