@@ -82,15 +82,38 @@ def test_p02_passes_when_the_free_run_stays_in_range_and_slot():
     assert judge("P0.2", {"generate": {"t2a": generated(), "t2i": generated()}}).verdict == G.PASS
 
 
-def test_p02_warns_valid_only_with_constraint_when_the_free_run_drifts():
+def test_p02_warns_free_runs_need_the_constraint_when_the_free_run_drifts():
     gate = judge("P0.2", {"generate": {"t2a": generated(free_oor=4, free_wrong=26)}})
     assert gate.verdict == G.WARN
     values = gate.values["t2a"]
     assert values["free_violation_pct"] == pytest.approx(75.0) and values["free_wrong_slot_pct"] == pytest.approx(65.0)
     assert gate.reasons == ["t2a: free run: 75 % of tokens violate (> 0.0 %): 10 % out of range, 65 % wrong slot, in "
-                            "100 % of samples, median first violation at token 7: valid only with constrained decoding"]
+                            "100 % of samples, median first violation at token 7: free runs need constrained decoding"]
     assert "constrained decoding" in gate.fix
-    assert G.overall_note([gate]) == "valid only with constrained decoding"
+    assert G.overall_note([gate]) == "free runs need constrained decoding"
+    assert G.overall_line({"overall": G.READY, "gates": [gate.as_dict()]}) == "ready to promote; free runs need constrained decoding"
+
+
+def verdict_gate(gate_id: str, verdict: str, **task_verdicts: str) -> G.Gate:
+    return G.Gate(gate_id, G.spec_of(gate_id).tier, "", verdict, task_verdicts=task_verdicts)
+
+
+def test_the_overall_line_names_the_p0_gate_that_decided_it_first():
+    gates = [verdict_gate("P0.2", G.WARN), verdict_gate("P0.4", G.FAIL, t2a=G.FAIL, t2i=G.FAIL),
+             verdict_gate("P1.2", G.FAIL, a2t=G.FAIL, i2t=G.PASS)]
+    gates[0].failures = ["free_violation"]
+    report = {"overall": G.overall(gates), "gates": [g.as_dict() for g in reversed(gates)]}
+    assert G.overall_line(report) == "not valid: P0.4 failed (t2a, t2i), P1.2 failed (a2t); free runs need constrained decoding"
+
+
+def test_the_overall_line_names_a_p0_gate_that_could_not_run():
+    gates = [verdict_gate("P0.3", G.SKIP), verdict_gate("P1.1", G.PASS, t2a=G.PASS)]
+    assert G.overall_line({"overall": G.overall(gates), "gates": [g.as_dict() for g in gates]}) == "unverified: P0.3 not run"
+
+
+def test_a_gate_records_the_verdict_of_each_task():
+    gate = judge("P0.2", {"generate": {"t2a": generated(), "t2i": generated(cons_oor=5)}})
+    assert gate.task_verdicts == {"t2a": G.PASS, "t2i": G.FAIL} and gate.as_dict()["task_verdicts"] == gate.task_verdicts
 
 
 def test_p02_counts_wrong_slot_tokens_in_the_headline_percentage():
@@ -379,7 +402,14 @@ def test_three_line_assessment_follows_the_checklist():
 
     assert G.assessment(make()) == {"training_dynamics": "PASS", "multi_task_compatibility": "PASS",
                                     "generation_validity": "PASS"}
-    assert G.assessment(make(P04=G.SKIP))["generation_validity"] == "PENDING"
+    assert G.assessment(make(P04=G.SKIP))["generation_validity"] == "PENDING: P0.4 not run"
+
+
+def test_the_assessment_names_the_deciding_gates_and_leaves_their_reasons_to_the_gate_table():
+    p04 = judge("P0.4", {"ablate": {"t2a": ablation(0.5, 0.5, -0.01, -0.01)}})
+    assert p04.verdict == G.FAIL and len(" ".join(p04.reasons)) > 100
+    line = G.assessment([p04])["generation_validity"]
+    assert line == "FAIL: P0.4 failed (t2a)"
 
 
 def test_gates_json_values_are_strict_json():

@@ -259,10 +259,10 @@ def test_demo_report_verdicts_for_good_and_deaf(reported):
     deaf = json.loads((reported / "results/report/ckpt=deaf/gates.json").read_text())
     verdicts = {g["gate"]: g["verdict"] for g in good["gates"]}
     # good leaves its modality in free mode (audio codes in image spans, wrong codebook slots after a
-    # slip): valid only with constrained decoding, which does not block promotion
+    # slip): free runs need constrained decoding, which does not block promotion
     assert verdicts == {"P0.1": "PASS", "P0.2": "WARN", "P0.3": "PASS", "P0.4": "PASS", "P1.1": "PASS", "P1.2": "PASS",
                         "P1.3": "PASS", "TD": "PASS"}, good["gates"]
-    assert good["overall"] == "ready to promote" and good["overall_note"] == "valid only with constrained decoding"
+    assert good["overall"] == "ready to promote" and good["overall_note"] == "free runs need constrained decoding"
     deaf_gates = {g["gate"]: g for g in deaf["gates"]}
     assert deaf_gates["P0.4"]["verdict"] == "FAIL" and deaf_gates["P1.2"]["verdict"] == "FAIL" and deaf["overall"] == "not valid"
     for report in (good, deaf):

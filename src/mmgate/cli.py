@@ -1,4 +1,9 @@
-"""`mmgate` command line: build the demo and validate inputs before a cluster run."""
+"""`mmgate`: check a run's inputs before it, read its verdicts after it.
+
+Before a cluster run: `token-space` and `golden` validate the inputs, `demo` builds the offline demo.
+After it: `inspect` summarises the verdicts, `check` gives a training pipeline an exit code, `diff`
+compares two checkpoints, `export` sends gate metrics to TensorBoard or W&B. The run itself is
+`snakemake` (`install-profile` sets up the SLURM profile)."""
 
 from __future__ import annotations
 
@@ -57,7 +62,9 @@ def _golden(args: argparse.Namespace) -> None:
     frame = load_golden(args.path, TokenSpace.load(args.token_space))
     counts = frame.groupby("task")["expected_len"].agg(["count", "min", "max"])
     print(f"{args.path}: valid, {len(frame)} examples")
-    print(counts.to_string())
+    print(text_table(["task", "examples", "shortest expected output", "longest"],
+                     [[task, int(row["count"]), int(row["min"]), int(row["max"])] for task, row in counts.iterrows()]))
+    print("(expected output lengths in tokens)")
 
 
 USAGE_ERROR = 2  # no report, an unreadable one, or bad arguments (1 is a gate failure)
@@ -67,11 +74,15 @@ class ReportMissing(MMGateError):
     """No readable gates.json where the user pointed."""
 
 
-def _gate_files(path: str) -> list:
-    """gates.json files at `path`: the file, a checkpoint's report folder, results/report or results/ (no deeper)."""
+def _gate_files(path: str, results: str = "results") -> list:
+    """gates.json files at `path`: the file, a checkpoint's report folder, results/report or results/ (no deeper),
+    or a checkpoint's name under `results`."""
     from pathlib import Path
 
     root = Path(path)
+    by_name = Path(results) / "report" / f"ckpt={path}"
+    if not root.exists() and (by_name / "gates.json").exists():
+        return [by_name / "gates.json"]
     if root.is_file() and root.name == "gates.json":
         return [root]
     if (root / "gates.json").exists():
@@ -79,17 +90,18 @@ def _gate_files(path: str) -> list:
     files = sorted(root.glob("report/ckpt=*/gates.json")) or sorted(root.glob("ckpt=*/gates.json"))
     if not files:
         raise ReportMissing(f"{path}: no gates.json found (looked for {path}/gates.json, {path}/report/ckpt=*/gates.json and "
-                            f"{path}/ckpt=*/gates.json). Run the workflow's `report` rule first, or point at results/ or "
-                            "results/report/ckpt=<name>/.")
+                            f"{path}/ckpt=*/gates.json, and for a checkpoint named {path!r}: {by_name}/gates.json). Run "
+                            "the workflow's `report` rule first, or point at results/, results/report/ckpt=<name>/ or "
+                            "name a checkpoint (with --results for a results folder elsewhere).")
     return files
 
 
-def _load_reports(path: str) -> list[dict]:
-    """Every report under `path`, ordered by training step (checkpoint-500 before checkpoint-1000)."""
+def _load_reports(path: str, results: str = "results") -> list[dict]:
+    """Every report under `path` (or of the checkpoint named `path`), ordered by training step."""
     import json
 
     reports = []
-    for file in _gate_files(path):
+    for file in _gate_files(path, results):
         try:
             report = json.loads(file.read_text())
             if not isinstance(report, dict) or not isinstance(report.get("gates"), list):
@@ -151,7 +163,8 @@ def _current(reports: list[dict], args: argparse.Namespace) -> tuple[list[dict],
     from the config is listed, never judged."""
     from pathlib import Path
 
-    one = Path(args.path).name == "gates.json" or (Path(args.path) / "gates.json").exists()
+    one = (Path(args.path).name == "gates.json" or (Path(args.path) / "gates.json").exists()
+           or not Path(args.path).exists())  # a checkpoint asked for by name
     plan = None if one else planned_checkpoints(args.path, getattr(args, "config", None))
     if plan is None:  # one checkpoint's report asked for by name, or no record of a plan
         return reports, []
@@ -174,24 +187,28 @@ def _step_order(report: dict) -> tuple:
 
 
 def _overall(report: dict) -> str:
-    note = report.get("overall_note")
-    return f"{report.get('overall')}" + (f" ({note})" if note else "")
+    """A report's overall line (a summary carries it already)."""
+    from .gates import overall_line
+
+    return report["overall_line"] if "overall_line" in report else overall_line(report)
 
 
 def _summary(report: dict) -> dict:
+    from .gates import evidence_in_order
     from .report import sample_sizes_line
 
     gates = report["gates"]
     return {
         "checkpoint": report["checkpoint"], "step": report.get("step"), "overall": report["overall"],
-        "overall_note": report.get("overall_note"), "report": str(report["_path"].with_name("report.html")),
+        "overall_note": report.get("overall_note"), "overall_line": _overall(report),
+        "report": str(report["_path"].with_name("report.html")),
         "assessment": report.get("assessment", {}),
         "gates": {g["gate"]: g["verdict"] for g in gates},
         "reasons": {g["gate"]: g.get("reasons", []) for g in gates if g.get("reasons")},
         "notes": {g["gate"]: g.get("notes", []) for g in gates if g.get("notes")},
         "samples": sample_sizes_line(report.get("provenance") or {}),
         "fixes": {g["gate"]: g["fix"] for g in gates if g.get("fix")},
-        "evidence": {g["gate"]: g["evidence"] for g in gates if g["verdict"] in ("FAIL", "WARN")},
+        "evidence": {g["gate"]: evidence_in_order(g) for g in gates if g["verdict"] in ("FAIL", "WARN")},
     }
 
 
@@ -212,7 +229,7 @@ def verdict_table(summaries: list[dict], marks: dict[str, str] | None = None) ->
 def _inspect(args: argparse.Namespace) -> None:
     import json
 
-    reports, others = _current(_load_reports(args.path), args)
+    reports, others = _current(_load_reports(args.path, args.results), args)
     summaries = [_summary(report) for report in reports]
     missing = {r["checkpoint"]: missing_evidence(r) for r in reports}
     if args.json:
@@ -235,9 +252,16 @@ def _inspect(args: argparse.Namespace) -> None:
                 print(f"      {reason}")
             if s["fixes"].get(gate):
                 print(f"      fix: {s['fixes'][gate]}")
-            for where in s["evidence"].get(gate, [])[:3]:
+            files = s["evidence"].get(gate, [])
+            shown = files if args.all else files[:EVIDENCE_SHOWN]
+            for where in shown:
                 print(f"      look at {where}")
+            if len(files) > len(shown):
+                print(f"      and {len(files) - len(shown)} more (every file: mmgate inspect {args.path} --all)")
         print(f"  report: {s['report']}")
+
+
+EVIDENCE_SHOWN = 3  # evidence files per gate `inspect` lists before "and N more" (--all: every one)
 
 
 def end_of_run(checkpoints: list[str], results: str = "results", started: float | None = None,
@@ -268,18 +292,32 @@ def end_of_run(checkpoints: list[str], results: str = "results", started: float 
     return "\n".join(lines)
 
 
+def blocking_reasons(gate: dict, strict: bool, require_free_compliance: bool) -> list[str]:
+    """Why a P0 gate fails `mmgate check`: FAIL or SKIP always; with `strict`, a verdict resting on too
+    little evidence (too few samples, a missing free run, an interval across its pass mark); with
+    `require_free_compliance`, P0.2's "free runs need constrained decoding"."""
+    from .gates import FAIL, SKIP, WARN, evidence_doubts
+
+    if gate["verdict"] in (FAIL, SKIP):
+        return gate.get("reasons") or [gate["verdict"]]
+    reasons = evidence_doubts(gate) if strict else []
+    if require_free_compliance and gate["verdict"] == WARN and "free_violation" in gate.get("failures", []):
+        reasons += [r for r in gate.get("reasons", []) if "free run" in r] or ["free runs need constrained decoding"]
+    return reasons
+
+
 def _check(args: argparse.Namespace) -> int:
-    from .gates import FAIL, P0, SKIP, WARN
+    from .gates import P0
 
     status, lines = 0, []
-    reports, others = _current(_load_reports(args.path), args)
+    reports, others = _current(_load_reports(args.path, args.results), args)
     if others:
         lines.append(f"not in this run's config (not judged): {', '.join(others)}")
     for report in reports:
         verdicts = {g["gate"]: g for g in report["gates"]}
         missing = [g for g in P0 if g not in verdicts]
-        blocking = {FAIL, SKIP} | ({WARN} if args.strict else set())
-        bad = [g for g in P0 if g in verdicts and verdicts[g]["verdict"] in blocking]
+        why = {g: blocking_reasons(verdicts[g], args.strict, args.require_free_compliance) for g in P0 if g in verdicts}
+        bad = [g for g in P0 if why.get(g)]
         if missing:
             lines.append(f"{report['checkpoint']}: FAIL (incomplete report: no {', '.join(missing)} in {report['_path']})")
             status = 1
@@ -287,8 +325,8 @@ def _check(args: argparse.Namespace) -> int:
         p0 = " ".join(f"{g} {verdicts[g]['verdict']}" for g in P0)
         lines.append(f"{report['checkpoint']}: {'FAIL' if bad else 'PASS'} ({p0}; overall: {_overall(report)})")
         for gate in bad:
-            for reason in verdicts[gate].get("reasons") or [f"{verdicts[gate]['verdict']}"]:
-                lines.append(f"    {gate}: {reason}")
+            for reason in why[gate]:
+                lines.append(f"    {gate}: {reason.removeprefix(gate + ': ')}")
         status |= bool(bad)
     try:  # the status is decided before printing, so `mmgate check results | head` keeps it
         print("\n".join(lines))
@@ -394,8 +432,13 @@ def _install_profile(args: argparse.Namespace) -> None:
         raise MMGateError(f"{target} exists; pass --force to overwrite it")
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source / "config.yaml", target / "config.yaml")
+    default = Path(DEFAULT_PROFILES).expanduser().resolve() == target.parent.resolve()
+    use = args.name if default else str(target)  # Snakemake finds a bare name only in its own profile folders
     print(f"installed {target / 'config.yaml'}: edit slurm_account, slurm_partition and gpu_model, then run "
-          f"`snakemake --profile {args.name}`")
+          f"`snakemake --profile {use}`")
+
+
+DEFAULT_PROFILES = "~/.config/snakemake"
 
 
 def _version() -> str:
@@ -414,14 +457,18 @@ def main(argv: list[str] | None = None) -> int:
                "2 bad arguments or no readable report")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="build the offline demo models and data")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
+    demo = command("demo", "build the offline demo models and data")
     demo.add_argument("--out", default="resources/demo", help="where to build it (default: %(default)s)")
     demo.add_argument("--golden-per-task", type=int, default=256, help="golden examples per task (default: %(default)s)")
     demo.add_argument("--train-steps", type=int, default=400, help="LoRA steps per demo checkpoint (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the data and the models (default: %(default)s)")
     demo.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     demo.set_defaults(func=_demo)
-    ts = sub.add_parser("token-space", help="validate token_space.json and print its hash (with --from-tokenizer: write it first)")
+    ts = command("token-space", "validate token_space.json and print its hash (with --from-tokenizer: write it first)")
     ts.add_argument("path", help="token_space.json to validate, or to write with --from-tokenizer and --spec")
     ts.add_argument("--from-tokenizer", metavar="DIR", help="write PATH and its .sha256 sidecar from the tokenizer in DIR "
                     "(the one the model was trained with); needs --spec")
@@ -430,24 +477,33 @@ def main(argv: list[str] | None = None) -> int:
     ts.add_argument("--force", action="store_true", help="overwrite an existing PATH whose content differs (artifacts that "
                     "recorded its old hash will then fail P0.1)")
     ts.set_defaults(func=_token_space)
-    golden = sub.add_parser("golden", help="validate a golden set against a token space")
+    golden = command("golden", "validate a golden set against a token space")
     golden.add_argument("path", help="golden set, parquet or JSONL (one row per example)")
     golden.add_argument("--token-space", required=True, help="the token_space.json its modality tokens must fit")
     golden.set_defaults(func=_golden)
-    inspect = sub.add_parser("inspect", help="summarise a results tree or one checkpoint's report")
-    inspect.add_argument("path", help="results/ or results/report/ckpt=<name>/")
+    inspect = command("inspect", "summarise a results tree or one checkpoint's report")
+    inspect.add_argument("path", help="results/, results/report/ckpt=<name>/ or a checkpoint's name")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--all", action="store_true", help=f"every evidence file of each gate (default: the first "
+                         f"{EVIDENCE_SHOWN}, those behind the verdict first)")
+    inspect.add_argument("--results", default="results", help="results folder a checkpoint name refers to "
+                         "(default: %(default)s)")
     inspect.add_argument("--config", metavar="CONFIG.yaml", help="judge the checkpoints this config verifies (default: "
                          "those of the last run, recorded under the results folder)")
     inspect.set_defaults(func=_inspect)
-    check = sub.add_parser("check", help="exit 0 when every P0 gate passes, 1 when one fails or is skipped, 2 when there is "
-                                         "no readable report (for training pipelines)")
-    check.add_argument("path", help="results/ or results/report/ckpt=<name>/")
-    check.add_argument("--strict", action="store_true", help="count WARN (e.g. N < 256) as failing")
+    check = command("check", "exit 0 when every P0 gate passes, 1 when one fails or is skipped, 2 when there is "
+                             "no readable report (for training pipelines)")
+    check.add_argument("path", help="results/, results/report/ckpt=<name>/ or a checkpoint's name")
+    check.add_argument("--strict", action="store_true", help="also fail a P0 verdict that rests on too little evidence: "
+                       "too few samples (N < gates.min_n), no free-mode run, or an interval that crosses its pass mark")
+    check.add_argument("--require-free-compliance", action="store_true", help="also fail P0.2's WARN \"free runs need "
+                       "constrained decoding\" (for a model that must stay in its modality without the constraint)")
+    check.add_argument("--results", default="results", help="results folder a checkpoint name refers to "
+                       "(default: %(default)s)")
     check.add_argument("--config", metavar="CONFIG.yaml", help="judge the checkpoints this config verifies (default: "
                        "those of the last run, recorded under the results folder)")
     check.set_defaults(func=_check)
-    diff = sub.add_parser("diff", help="compare two checkpoints' reports: verdict changes and metric deltas with intervals")
+    diff = command("diff", "compare two checkpoints' reports: verdict changes and metric deltas with intervals")
     diff.add_argument("a", help="the reference: a checkpoint name under RESULTS/report/, or its report folder")
     diff.add_argument("b", help="the checkpoint to compare with it (same forms)")
     diff.add_argument("--results", default="results", help="results folder the names refer to (default: %(default)s)")
@@ -455,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                       "that changed")
     diff.add_argument("--html", metavar="PATH", help="also write an HTML page with the same prompts' outputs side by side")
     diff.set_defaults(func=_diff)
-    export = sub.add_parser("export", help="gate metrics by step and a few outputs to TensorBoard or W&B (optional packages)")
+    export = command("export", "gate metrics by step and a few outputs to TensorBoard or W&B (optional packages)")
     export.add_argument("path", help="results/ (every checkpoint) or results/report/ckpt=<name>/")
     export.add_argument("--tensorboard", metavar="DIR", help="write event files under DIR/<training run>/ "
                         "(needs the tensorboard package)")
@@ -464,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--media", type=int, default=2, metavar="N", help="decoded outputs per write task and "
                         "checkpoint (default: %(default)s)")
     export.set_defaults(func=_export)
-    install = sub.add_parser("install-profile", help="copy a Snakemake profile (default: slurm) to ~/.config/snakemake")
+    install = command("install-profile", "copy a Snakemake profile (default: slurm) to ~/.config/snakemake")
     install.add_argument("name", nargs="?", default="slurm", help="profile in profiles/ (default: %(default)s)")
     install.add_argument("--dest", default="~/.config/snakemake", help="profiles folder (default: %(default)s)")
     install.add_argument("--force", action="store_true", help="overwrite an installed profile of that name")

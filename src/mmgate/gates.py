@@ -219,6 +219,7 @@ class Gate:
     failures: list[str] = field(default_factory=list)  # the kinds of miss over all tasks, e.g. "silence"
     evidence: list[str] = field(default_factory=list)
     underpowered: bool = False
+    task_verdicts: dict[str, str] = field(default_factory=dict)  # task -> its own verdict, so a line can name them
 
     @property
     def fix(self) -> str | None:
@@ -228,7 +229,7 @@ class Gate:
         return {"gate": self.gate, "tier": self.tier, "question": self.question, "verdict": self.verdict,
                 "reasons": self.reasons, "notes": self.notes, "fix": self.fix, "fixes": self.fixes, "failures": self.failures,
                 "underpowered": self.underpowered, "values": self.values, "thresholds": self.thresholds,
-                "evidence": self.evidence}
+                "evidence": self.evidence, "task_verdicts": self.task_verdicts}
 
 
 def _table(tables: Mapping[str, Any], name: str, task: str) -> Any:
@@ -276,6 +277,7 @@ def judge_gate(spec: GateSpec, tables: Mapping[str, Any], t: Thresholds, evidenc
             if fix and fix not in gate.fixes:
                 gate.fixes.append(fix)
         gate.underpowered |= result.underpowered
+    gate.task_verdicts = {task: result.verdict for task, result in results.items()}
     gate.verdict = combine([r.verdict for r in results.values()])
     return gate
 
@@ -324,41 +326,143 @@ def overall(gates: Sequence[Gate]) -> str:
     return READY
 
 
-def overall_note(gates: Sequence[Gate]) -> str | None:
-    """What a verdict holds only under (e.g. constrained decoding), and what keeps it from promotion."""
-    notes = []
-    for g in gates:
-        if g.gate == "P0.2" and g.verdict == WARN and any("free_violation" in r or "free run" in r for r in g.reasons):
-            notes.append("valid only with constrained decoding")
-    small = [g.gate for g in gates if g.underpowered]
+FREE_RUNS_NEED_CONSTRAINT = "free runs need constrained decoding"
+
+
+def _tasks_with(gate: Mapping[str, Any], verdict: str) -> list[str]:
+    """The tasks (not `all`/`across`) on which a gate gave `verdict`. Reports written before gates
+    recorded `task_verdicts` fall back to the task prefixes of their reasons."""
+    if gate.get("task_verdicts"):
+        tasks = [task for task, v in gate["task_verdicts"].items() if v == verdict]
+    else:
+        tasks = [task for task in gate.get("values", {})
+                 if any(r.startswith(f"{task}: ") for r in gate.get("reasons", []))]
+    return [task for task in tasks if task not in (ALL, ACROSS)]
+
+
+def _named(gate: Mapping[str, Any], what: str, verdict: str) -> str:
+    tasks = _tasks_with(gate, verdict)
+    return f"{gate['gate']} {what}" + (f" ({', '.join(tasks)})" if tasks else "")
+
+
+def overall_note(gates: Sequence[Gate | Mapping[str, Any]]) -> str | None:
+    """What decided the overall verdict, P0 gates first, then what it holds only under.
+
+    The gates that fail (with their tasks), the P0 gates that could not run, the gates whose verdict
+    rests on too few samples; then a caveat such as "free runs need constrained decoding" (P0.2
+    warns on the free run). `None` when nothing needs saying.
+
+    >>> fail = Gate("P0.4", "P0", "", FAIL, task_verdicts={"t2a": FAIL, "t2i": FAIL})
+    >>> warn = Gate("P0.2", "P0", "", WARN, failures=["free_violation"])
+    >>> overall_note([warn, fail, Gate("P1.2", "P1", "", FAIL)])
+    'P0.4 failed (t2a, t2i), P1.2 failed; free runs need constrained decoding'
+    """
+    rows = [g.as_dict() if isinstance(g, Gate) else g for g in gates]
+    p0_first = sorted(rows, key=lambda g: g.get("tier") != "P0")
+    decided = [_named(g, "failed", FAIL) for g in p0_first if g["verdict"] == FAIL]
+    decided += [_named(g, "not run", SKIP) for g in rows if g.get("tier") == "P0" and g["verdict"] == SKIP
+                and not any(r.startswith("blocked by P0.1") for r in g.get("reasons", []))]
+    parts = [", ".join(decided)] if decided else []
+    small = [g["gate"] for g in rows if g.get("underpowered")]
     if small:
-        notes.append(f"too few samples for {', '.join(small)}")
-    failed = [g.gate for g in gates if g.verdict == FAIL and g.tier != "P0"]
-    if failed:
-        notes.append(f"{', '.join(failed)} failed")
-    return "; ".join(notes) or None
+        parts.append(f"too few samples for {', '.join(small)}")
+    if any(g["gate"] == "P0.2" and g["verdict"] == WARN and "free_violation" in g.get("failures", []) for g in rows):
+        parts.append(FREE_RUNS_NEED_CONSTRAINT)
+    return "; ".join(parts) or None
+
+
+def overall_line(report: Mapping[str, Any]) -> str:
+    """The one line every place shows for a checkpoint: its overall verdict and what decided it,
+    recomputed from the report's gates so that every reader says the same.
+
+    >>> overall_line({"overall": NOT_VALID, "gates": [{"gate": "P0.4", "tier": "P0", "verdict": FAIL}]})
+    'not valid: P0.4 failed'
+    >>> overall_line({"overall": READY, "gates": [{"gate": "P0.2", "tier": "P0", "verdict": WARN,
+    ...                                            "failures": ["free_violation"]}]})
+    'ready to promote; free runs need constrained decoding'
+    """
+    gates = report.get("gates")
+    note = overall_note(gates) if gates else report.get("overall_note")
+    overall = str(report.get("overall"))
+    if not note:
+        return overall
+    caveat_only = note == FREE_RUNS_NEED_CONSTRAINT
+    return f"{overall}{'; ' if caveat_only else ': '}{note}"
+
+
+UNDECIDED = "straddles it"  # a note's words when a value passes but its interval crosses the pass mark
+EVIDENCE_KINDS = frozenset({"small_n", "no_free_run"})  # WARNs about the evidence, not about the model
+MODE_OF_KIND = {"free_violation": "free", "layout": "free", "constrained_violation": "constrained",
+                "removed_mass": "constrained", "overridden": "constrained"}  # which run a P0.2 miss comes from
+
+
+def evidence_doubts(gate: Mapping[str, Any]) -> list[str]:
+    """Why a gate's verdict rests on too little evidence: too few samples, a run that is missing, or an
+    interval that crosses its pass mark (what `mmgate check --strict` fails on).
+
+    >>> evidence_doubts({"gate": "P0.4", "verdict": WARN, "failures": ["small_n"], "underpowered": True})
+    ['P0.4: too few samples']
+    """
+    doubts = []
+    if gate.get("underpowered") or "small_n" in gate.get("failures", []):
+        doubts.append(f"{gate['gate']}: too few samples")
+    if "no_free_run" in gate.get("failures", []):
+        doubts.append(f"{gate['gate']}: no free-mode run")
+    doubts += [f"{gate['gate']}: {note}" for note in gate.get("notes", []) if UNDECIDED in note]
+    return doubts
+
+
+def evidence_in_order(gate: Mapping[str, Any]) -> list[str]:
+    """A gate's evidence files, those behind its verdict first: the files of the tasks that gave the
+    gate its verdict, and of the run (free or constrained) its misses come from."""
+    tasks = set(_tasks_with(gate, gate["verdict"]))
+    modes = {MODE_OF_KIND[k] for k in gate.get("failures", []) if k in MODE_OF_KIND}
+
+    def behind(path: str) -> tuple[bool, bool]:
+        return (not any(f"task={task}/" in path for task in tasks),
+                not any(f"mode={mode}/" in path for mode in modes))
+
+    return sorted(gate.get("evidence") or [], key=behind)  # stable: the gate's own order within each group
+
+
+def _gates_line(gates: Sequence[Mapping[str, Any]]) -> str:
+    """What a group of gates says in a few words: which failed or warn, on which tasks (the reasons
+    are in the gates' own rows)."""
+    parts = []
+    for g in gates:
+        if g["verdict"] == FAIL:
+            parts.append(_named(g, "failed", FAIL))
+        elif g["verdict"] == WARN:
+            why = FREE_RUNS_NEED_CONSTRAINT if "free_violation" in g.get("failures", []) else ", ".join(
+                k.replace("_", " ") for k in g.get("failures", []))
+            parts.append(_named(g, "warns", WARN) + (f": {why}" if why else ""))
+        elif g["verdict"] == SKIP:
+            parts.append(f"{g['gate']} not run")
+    return "; ".join(parts)
 
 
 def assessment(gates: Sequence[Gate]) -> dict[str, str]:
-    """The checklist's three-line assessment: training dynamics, multi-task compatibility, generation validity."""
-    by_id = {g.gate: g for g in gates}
+    """The checklist's three-line assessment: training dynamics, multi-task compatibility, generation
+    validity; each a verdict and the gates that decided it (their reasons are in the gate table)."""
+    by_id = {g.gate: g.as_dict() for g in gates}
 
     def line(verdict: str, why: str) -> str:
         return f"{verdict}: {why}" if why else verdict
 
     td = by_id.get("TD")
-    training = line(td.verdict, "; ".join(td.reasons) or "; ".join(td.notes)) if td else "SKIP"
+    training = line(td["verdict"], "; ".join(td["reasons"][:1] or td["notes"][:1])
+                    + (f" (and {len(td['reasons']) - 1} more in TD)" if len(td["reasons"]) > 1 else "")) if td else "SKIP"
     read = [by_id[g] for g in ("P1.2",) if g in by_id]
-    read_reasons = [r for r in (td.reasons if td else []) if "read" in r]
-    multi = combine([g.verdict for g in read] + ([FAIL] if read_reasons else []))
-    multi_line = line(multi, "; ".join(read_reasons + [r for g in read for r in g.reasons]))
+    read_reasons = [r for r in (td["reasons"] if td else []) if "read" in r]
+    multi = combine([g["verdict"] for g in read] + ([FAIL] if read_reasons else []))
+    multi_line = line(multi, "; ".join(filter(None, [_gates_line(read), "TD: a read loss rose" if read_reasons else ""])))
     writes = [by_id[g] for g in ("P0.2", "P0.3", "P0.4") if g in by_id]
-    verdict = combine([g.verdict for g in writes])
-    if any(g.verdict == SKIP for g in writes) and verdict != FAIL:
+    verdict = combine([g["verdict"] for g in writes])
+    if any(g["verdict"] == SKIP for g in writes) and verdict != FAIL:
         verdict = "PENDING"
-    generation = line(verdict, "; ".join(dict.fromkeys(r for g in writes for r in g.reasons if g.verdict != PASS)))
+    generation = line(verdict, _gates_line(writes))
     p01 = by_id.get("P0.1")
-    if p01 and p01.verdict == FAIL:  # nothing generated can be trusted, whatever else is pending
+    if p01 and p01["verdict"] == FAIL:  # nothing generated can be trusted, whatever else is pending
         generation = line(FAIL, "P0.1 failed: the token space does not match, so no generation was run")
     return {"training_dynamics": training, "multi_task_compatibility": multi_line, "generation_validity": generation}
 
@@ -551,7 +655,7 @@ def judge_compliance(data: Mapping[str, Any], t: Thresholds) -> Verdict:
             line = (f"free run: {_f(pct)} % of tokens violate (> {t.max_violation_pct} %): {_f(values['free_out_of_range_pct'])} % "
                     f"out of range, {_f(values['free_wrong_slot_pct'])} % wrong slot, in "
                     f"{_f(100 * values['free_samples_with_violation'])} % of samples, median first violation at token "
-                    f"{_f(values['free_median_first_violation'])}: valid only with constrained decoding")
+                    f"{_f(values['free_median_first_violation'])}: free runs need constrained decoding")
             (verdict.fail if t.require_free_compliance else verdict.warn)("free_violation", line)
         diagnosis, table = layout_diagnosis(free, t)
         values["slot_confusion"] = table
@@ -630,7 +734,7 @@ def judge_prompt_ablation(data: Mapping[str, Any], t: Thresholds) -> Verdict:
     low, high = verdict.values.get("delta_empty_ci", [None, None])
     if low is not None and low < t.min_delta_empty <= verdict.values["delta_empty"]:
         verdict.notes.append(f"delta_empty {_f(verdict.values['delta_empty'])} passes {t.min_delta_empty} but its "
-                             f"{_ci([low, high])} straddles it")
+                             f"{_ci([low, high])} {UNDECIDED}")
     return verdict
 
 

@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [m for m in ("good", *MEMBERS) if m not in reports]
     if missing:
         print(f"{root}: no gates.json for {missing}; run the zoo first (see config/examples/fault-zoo.yaml)", file=sys.stderr)
-        return 1
+        return 2  # as `mmgate`: 2 is "no readable report", 1 a gate failure
     print(markdown(catch_table(reports)))
     return 0
 

@@ -2,7 +2,7 @@
 
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 
-from mmgate.gates import Thresholds, gates_table
+from mmgate.gates import Thresholds, gates_table, overall_line
 from mmgate.golden import load_golden
 from mmgate.io import provenance, strict_json, write_parquet, write_text
 from mmgate.fingerprint import FingerprintSettings
@@ -43,7 +43,7 @@ def main(smk, log):
     write_text(smk.output.html, render_report(report, audit, dynamics, fingerprints, seed=smk.params.config["generation"]["seed"]))
     for gate in report["gates"]:
         log.info("%s %s%s", gate["gate"], gate["verdict"], "".join(f"\n    {r}" for r in gate["reasons"]))
-    log.info("%s: %s%s", smk.wildcards.ckpt, report["overall"], f" ({report['overall_note']})" if report["overall_note"] else "")
+    log.info("%s: %s", smk.wildcards.ckpt, overall_line(report))
 
 
 run(snakemake, main)
