@@ -174,7 +174,7 @@ def zoo_reports(zoo_run):
 
 
 # Measured on the suite's run (32 examples per task) and on the README's (256): the tiny demo
-# model leaves its modality in free mode, so every member WARNs P0.2 "valid only with constrained
+# model leaves its modality in free mode, so every member WARNs P0.2 "free runs need constrained
 # decoding"; fine-tuned members show the change of training data as TD loss spikes.
 EXPECTED = {
     "good": verdict_row(P0_2="WARN"),

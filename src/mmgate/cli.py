@@ -399,20 +399,28 @@ def _diff(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    """Exit 0 when something was exported (refused checkpoints are named on stderr), 1 when nothing could be."""
     from .compare import workflow_root
-    from .export import export_tensorboard, export_wandb
+    from .export import export_tensorboard, export_wandb, refusal_message, without_step
 
     if not (args.tensorboard or args.wandb):
         print("mmgate: export: name a target, --tensorboard DIR and/or --wandb PROJECT", file=sys.stderr)
         return USAGE_ERROR
     reports = _load_reports(args.path)
     roots = [workflow_root(r["_path"]) for r in reports]
+    refused = [] if args.allow_no_step else without_step(reports)
+    if refused:
+        print(refusal_message(refused), file=sys.stderr)
+    if len(refused) == len(reports):
+        return 1
     if args.tensorboard:
-        runs = export_tensorboard(reports, roots, args.tensorboard, args.media)
-        print(f"wrote {len(reports)} checkpoint(s) to {', '.join(map(str, runs))}: tensorboard --logdir {args.tensorboard}")
+        done = export_tensorboard(reports, roots, args.tensorboard, args.media, args.allow_no_step)
+        print("\n".join(done.notes + [f"wrote {done.written} checkpoint(s) to {', '.join(done.runs)}: "
+                                       f"tensorboard --logdir {args.tensorboard}"]))
     if args.wandb:
-        runs = export_wandb(reports, roots, args.wandb, args.media)
-        print(f"logged {len(reports)} checkpoint(s) to W&B project {args.wandb}: run(s) {', '.join(runs)}")
+        done = export_wandb(reports, roots, args.wandb, args.media, args.allow_no_step)
+        print("\n".join(done.notes + [f"logged {done.written} new checkpoint(s) to W&B project {args.wandb}: "
+                                       f"run(s) {', '.join(done.runs)}"]))
     return 0
 
 
@@ -518,7 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--wandb", metavar="PROJECT", help="log to this W&B project, one run per training run "
                         "(needs the wandb package and a login, or WANDB_MODE=offline)")
     export.add_argument("--media", type=int, default=2, metavar="N", help="decoded outputs per write task and "
-                        "checkpoint (default: %(default)s)")
+                        "checkpoint, those with a problem first (default: %(default)s)")
+    export.add_argument("--allow-no-step", action="store_true", help="also export checkpoints whose report has no "
+                        "training step, by name order, in a run of their own (DIR/<run>/by-name-order; W&B: "
+                        "'<run> (by name order)') whose x is a position, not a step; without it they are refused")
     export.set_defaults(func=_export)
     install = command("install-profile", "copy a Snakemake profile (default: slurm) to ~/.config/snakemake")
     install.add_argument("name", nargs="?", default="slurm", help="profile in profiles/ (default: %(default)s)")

@@ -241,7 +241,7 @@ class Catch:
 
     `separated` says whether `good` is on the passing side of that threshold. It is not for the
     drifter: the demo's tiny `good` also leaves its modality in free mode at temperature 1, so both
-    get P0.2 WARN "valid only with constrained decoding", and only the size of the numbers differs.
+    get P0.2 WARN "free runs need constrained decoding", and only the size of the numbers differs.
     """
 
     member: str
