@@ -24,8 +24,12 @@ rule all:
 
 
 onsuccess:
-    report_skipped()
-    print_verdicts(failed=False)
+    end_successful_run()
+
+
+# Snakemake calls no onsuccess (nor onstart) when nothing is to be done: that run ends with the
+# verdict table too. A dry run still plans nothing and prints none.
+when_nothing_to_do(workflow, end_successful_run)
 
 
 onerror:

@@ -189,3 +189,16 @@ def stage2_shard(mini_demo, path):
     examples = [world.sample(task, rng) for task in ("t2a", "t2i", "a2t", "i2t")]
     demo.write_stage2_shard(path, examples, templates, tokenizer, space, space.sha256, 0, "s2")
     return str(path)
+
+
+def mini_shard_job(mini_demo, name: str, per_task: int, samples_per_shard: int):
+    """A t2a ShardJob of the mini demo's LoRA checkpoint over a golden set of its own (`name`.parquet)."""
+    from mmgate.demo import SyntheticWorld, golden_frame
+    from mmgate.io import write_parquet
+    from mmgate.shardjob import ShardJob
+
+    golden = mini_demo["root"] / f"{name}.parquet"
+    write_parquet(golden_frame(SyntheticWorld(mini_demo["space"]), per_task=per_task, seed=3), golden, {})
+    return ShardJob.from_files(mini_demo["root"] / "token_space.json", golden, checkpoint="mini", task="t2a", shard=0,
+                               samples_per_shard=samples_per_shard, ckpt_dir=str(mini_demo["ckpt"]),
+                               model_config={"base": str(mini_demo["stage3"]), "dtype": "float32", "device": "cpu"})

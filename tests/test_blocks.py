@@ -6,7 +6,7 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import snakemake
+from conftest import mini_shard_job, snakemake
 
 from mmgate.ablation import AblationSettings, ablate_shard
 from mmgate.blocks import (
@@ -19,7 +19,7 @@ from mmgate.blocks import (
     job_timing,
     run_lm_units,
 )
-from mmgate.demo import DEFAULT_TEMPLATES, SyntheticWorld, golden_frame
+from mmgate.demo import DEFAULT_TEMPLATES
 from mmgate.generation import GenerationSettings, generate_shard
 from mmgate.io import read_parquet, read_provenance, write_parquet
 from mmgate.shardjob import ShardJob
@@ -107,11 +107,7 @@ def test_each_block_is_one_job_writing_its_shards_files_with_the_profiles_block_
 
 @pytest.fixture(scope="module")
 def base_job(mini_demo):
-    golden = mini_demo["root"] / "golden_blocks.parquet"
-    write_parquet(golden_frame(SyntheticWorld(mini_demo["space"]), per_task=4, seed=3), golden, {})
-    return ShardJob.from_files(mini_demo["root"] / "token_space.json", golden, checkpoint="mini", task="t2a", shard=0,
-                               samples_per_shard=2, ckpt_dir=str(mini_demo["ckpt"]),
-                               model_config={"base": str(mini_demo["stage3"]), "dtype": "float32", "device": "cpu"})
+    return mini_shard_job(mini_demo, "golden_blocks", per_task=4, samples_per_shard=2)
 
 
 def test_a_block_loads_the_model_once_and_gives_each_shard_what_a_job_of_its_own_gives(base_job, tmp_path, monkeypatch):

@@ -200,7 +200,7 @@ def test_changing_a_generation_setting_reruns_generation_and_its_dependents_only
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(changed))
     counts = scheduled(dry(workdir, path, slurm_triggers=True))
-    assert set(counts) == {"generate", "decode", "fingerprint", "report", "trend", "all"}, counts
+    assert set(counts) == {"generate", "decode", "fingerprint", "report", "trend", "verdicts", "all"}, counts
     assert counts["generate"] == 2 * 2 * 2
 
 

@@ -224,7 +224,7 @@ def test_the_trend_page_orders_by_step_and_shows_overall_and_p01(tmp_path):
     page = render_trend(trend)
     header = re.search(r"<tr><th>checkpoint</th>.*?</tr>", page, re.S).group(0)
     assert re.findall(r"<th>(.*?)</th>", header) == ["checkpoint", "step", "overall", "P0.1", "P1.1"]
-    assert re.search(r"checkpoint-500</td><td[^>]*>500</td>\s*<td[^>]*>not valid</td><td class=\"FAIL\">FAIL", page)
+    assert re.search(r"checkpoint-500</td><td[^>]*>500</td>\s*<td[^>]*>not valid: P0.1 failed</td><td class=\"FAIL\">FAIL", page)
     assert not EXTERNAL.search(page)
 
 
@@ -312,3 +312,183 @@ def test_a_snakemake_run_ends_with_every_checkpoints_verdict(zoo_run):
     for name in ("good", "deaf", "collapsed", "shifted_codes"):
         assert re.search(rf"^{name}\s+(PASS|FAIL)", tail, re.M), tail
     assert "results/report/ckpt=<checkpoint>/report.html" in tail
+
+
+# ---------------------------------------------------- the zoo's pages, re-rendered (issue 27, findings 4 and 5)
+
+def zoo_page(zoo_run, ckpt, monkeypatch):
+    """The report page of one zoo checkpoint, rebuilt from its stage files (read only, never written)."""
+    from mmgate.golden import read_golden
+    from mmgate.report import build, report_inputs
+
+    monkeypatch.chdir(zoo_run)  # the reports' inputs are relative to the working directory
+    shards = {task: sorted(p.stem.split("-", 1)[1] for p in (zoo_run / f"results/ablate/ckpt={ckpt}/task={task}").glob("part-*.parquet"))
+              for task in ("t2a", "t2i", "a2t", "i2t")}
+    saved = json.loads((zoo_run / f"results/report/ckpt={ckpt}/gates.json").read_text())
+    min_n = next(g["thresholds"]["min_n"] for g in saved["gates"] if "min_n" in (g.get("thresholds") or {}))
+    report = build(report_inputs(ckpt, {t: s for t, s in shards.items() if s}), G.Thresholds(min_n=min_n),
+                   read_golden(zoo_run / "golden-test.parquet"), provenance=saved["provenance"], checkpoint=ckpt)
+    return report, render_report(report)
+
+
+def section(page, start, end=None):
+    tail = page[page.index(start):]
+    return tail[:tail.index(end)] if end else tail
+
+
+@pytest.mark.slow
+def test_a_p04_failure_shows_under_outputs_the_per_example_loss_with_its_own_and_other_prompts(zoo_run, monkeypatch):
+    _, page = zoo_page(zoo_run, "deaf", monkeypatch)
+    media = section(page, 'id="media"')
+    for task in ("t2a", "t2i"):
+        block = section(media, f'id="prompt-{task}"', "</div>\n")
+        assert re.search(r"lower loss than the shuffled prompt in \d+ of 32 examples \(win_rate_shuffled 0\.\d+ \[", block)
+        assert re.search(r"lower loss than the empty prompt in \d+ of 32 examples", block)
+        assert "<th>own prompt</th><th>shuffled prompt</th><th>empty prompt</th><th>gain</th>" in block
+        assert block.count(f'<td class="id">{task}-') == 8 and "data:image/png;base64," in block  # examples and plot
+        assert "no two different prompts gave identical outputs" in block
+    assert "These checks cannot show whether an output follows its prompt" in media
+
+
+@pytest.mark.slow
+def test_a_p04_failure_with_copied_outputs_shows_different_prompts_with_the_same_output(zoo_run, monkeypatch):
+    _, page = zoo_page(zoo_run, "collapsed", monkeypatch)
+    block = section(page, 'id="prompt-t2a"', "</div>\n")
+    assert re.search(r"\d+ output\(s\) identical to the output of a different prompt", block)
+    pairs = section(block, "<th>a different prompt</th>", "</table>")
+    prompts = re.findall(r'<span class="prompt">“(.*?)”</span>', pairs)
+    assert len(prompts) >= 2 and all(a != b for a, b in zip(prompts[::2], prompts[1::2]))
+    assert pairs.count("data:audio/wav;base64,") == len(prompts)
+
+
+@pytest.mark.slow
+def test_p04_lists_delta_empty_once_with_both_pass_marks(zoo_run, monkeypatch):
+    _, page = zoo_page(zoo_run, "deaf", monkeypatch)
+    p04 = section(page, '<h2 id="P0.4"', '<h2 id="P1.1"')
+    assert p04.count("<td>delta_empty</td>") == 1
+    row = section(p04, "<td>delta_empty</td>", "</tr>")
+    assert row.count("✗") == 2 and "&gt; 0; ≥ 0.1 (min_delta_empty), by at least one task" in row
+
+
+def test_delta_empty_is_marked_missed_where_its_own_task_misses_greater_than_zero():
+    gate = {"gate": "P0.4", "verdict": "FAIL", "thresholds": {"min_delta_empty": 0.1},
+            "values": {"t2a": {"delta_empty": -0.02}, "t2i": {"delta_empty": 0.0998, "delta_empty_ci": [0.0895, 0.111]}}}
+    rows = [r for r in gate_table(gate)["rows"] if r["metric"] == "delta_empty"]
+    assert len(rows) == 1 and [c["mark"] for c in rows[0]["cells"]] == [False, False]
+    gate["values"]["t2a"]["delta_empty"] = 0.2  # t2a meets the one-of mark: t2i's 0.0998 passes (> 0) unmarked no more
+    assert [c["mark"] for c in next(r for r in gate_table(gate)["rows"] if r["metric"] == "delta_empty")["cells"]] == [True, True]
+
+
+@pytest.mark.slow
+def test_the_provenance_block_names_the_sample_sizes_once(zoo_run, monkeypatch):
+    _, page = zoo_page(zoo_run, "deaf", monkeypatch)
+    prov = section(page, 'id="provenance"', "</dl>")
+    assert "<dt>samples per task</dt><dd>generated t2a 32, t2i 32; scored a2t 32, i2t 32, t2a 32, t2i 32</dd>" in prov
+    assert "samples per task" not in prov.lower().replace("<dt>samples per task</dt>", "", 1)
+
+
+@pytest.mark.slow
+def test_the_assessment_names_the_deciding_gates_in_a_line_each(zoo_run, monkeypatch):
+    _, page = zoo_page(zoo_run, "deaf", monkeypatch)
+    items = re.findall(r"<li><b>(Training dynamics|Multi task compatibility|Generation validity)</b>: (.*?)</li>", page)
+    assert [name for name, _ in items] == ["Training dynamics", "Multi task compatibility", "Generation validity"]
+    assert all(len(text) < 160 for _, text in items), items
+    lines = dict(items)
+    assert "P0.4 failed (t2a, t2i)" in lines["Generation validity"] and "P1.2 failed (a2t, i2t)" in lines["Multi task compatibility"]
+
+
+@pytest.mark.slow
+def test_the_diff_page_fits_a_narrow_window(zoo_run, tmp_path, capsys):
+    html = tmp_path / "diff.html"
+    assert cli(["diff", "good", "deaf", "--results", str(zoo_run / "results"), "--html", str(html)]) == 0
+    page = html.read_text()
+    assert re.search(r"table\.t\{[^}]*display:block;max-width:100%;overflow-x:auto", page)  # a wide table scrolls itself
+    metrics = section(page, "<h2>Metrics", "</table>")
+    assert metrics.count('<td class="num wrap"><span class="nw">') == 2 * metrics.count("<tr><td>P")  # value, then its interval
+    assert "<td>free_<wbr>violation_<wbr>pct</td>" in metrics  # long names break at their underscores
+
+
+# ------------------------------------------------------------------------------------- the zoo's trend
+
+def trend_figures(trend, monkeypatch):
+    """What trend_plots draws: per plot title, {task: line}, the interval bands/bars and the legend."""
+    from mmgate import render as R
+
+    drawn = {}
+
+    def keep(fig):
+        ax = fig.axes[0]
+        drawn[ax.get_title()] = {"lines": {l.get_label(): l for l in ax.lines if l.get_label() in R.TASK_COLORS},
+                                 "intervals": len(ax.collections) + len([c for c in ax.containers]),
+                                 "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []}
+        R._pyplot().close(fig)
+        return ""
+
+    monkeypatch.setattr(R, "figure_png", keep)
+    R.trend_plots(trend)
+    return drawn
+
+
+@pytest.mark.slow
+def test_the_trend_plots_each_metric_only_for_the_tasks_its_gate_judges(zoo_run, monkeypatch):
+    trend = build_trend(sorted((zoo_run / "results/report").glob("ckpt=*/gates.json")))
+    loops = trend[trend["metric"] == "loop_share"]
+    assert loops.set_index("task")["judged"].groupby(level=0).all().to_dict() == {"t2a": True, "t2i": False}
+    assert loops.loc[loops["task"] == "t2i", "limit"].isna().all()  # P1.3 has no loop pass mark for images
+    drawn = trend_figures(trend, monkeypatch)
+    assert set(drawn["P1.3 loop share"]["lines"]) == {"t2a"} and set(drawn["P0.4 win rate shuffled"]["lines"]) == {"t2a", "t2i"}
+
+
+@pytest.mark.slow
+def test_the_trend_tells_tasks_apart_by_colour_blind_safe_colours_and_markers(zoo_run, monkeypatch):
+    from matplotlib.colors import to_hex
+
+    trend = build_trend(sorted((zoo_run / "results/report").glob("ckpt=*/gates.json")))
+    lines = trend_figures(trend, monkeypatch)["P0.4 win rate shuffled"]["lines"]
+    okabe_ito = {"#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7", "#000000"}
+    assert {to_hex(line.get_color()) for line in lines.values()} <= okabe_ito
+    assert lines["t2a"].get_marker() != lines["t2i"].get_marker()
+
+
+@pytest.mark.slow
+def test_the_trend_carries_each_metrics_interval_and_draws_it(zoo_run, monkeypatch):
+    files = sorted((zoo_run / "results/report").glob("ckpt=*/gates.json"))
+    trend = build_trend(files)
+    win = trend[(trend["metric"] == "win_rate_shuffled") & (trend["checkpoint"] == "deaf") & (trend["task"] == "t2a")].iloc[0]
+    saved = next(g for g in json.loads((zoo_run / "results/report/ckpt=deaf/gates.json").read_text())["gates"] if g["gate"] == "P0.4")
+    assert [win["ci_low"], win["ci_high"]] == pytest.approx(saved["values"]["t2a"]["win_rate_shuffled_ci"])
+    drawn = trend_figures(trend, monkeypatch)["P0.4 win rate shuffled"]
+    assert drawn["intervals"] > 0 and "95 % interval" in drawn["legend"]
+    assert re.search(r"<td class=\"num\">0\.438 \[0\.282, 0\.607\]</td>", render_trend(trend))
+
+
+def test_the_trend_draws_intervals_as_bands_along_a_run(tmp_path, monkeypatch):
+    files = []
+    for step, rate in ((500, 0.4), (1000, 0.6), (1500, 0.7)):
+        report = gates_json(f"checkpoint-{step}", step, "/runs/a", end_rate=rate)
+        report["gates"][1]["values"]["t2a"]["end_rate_ci"] = [rate - 0.1, rate + 0.1]
+        write_text(tmp_path / f"{step}.json", json.dumps(report))
+        files.append(tmp_path / f"{step}.json")
+    trend = build_trend(files)
+    assert trend.loc[trend["metric"] == "end_rate", "ci_low"].tolist() == pytest.approx([0.3, 0.5, 0.6])
+    from mmgate import render as R
+
+    bands = []
+    monkeypatch.setattr(R, "figure_png", lambda fig: bands.append(
+        (fig.axes[0].get_title(), [type(c).__name__ for c in fig.axes[0].collections])) or R._pyplot().close(fig) or "")
+    R.trend_plots(trend)
+    assert any(title == "P1.1 end rate" and any(kind.endswith("PolyCollection") for kind in kinds)  # fill_between
+               for title, kinds in bands)
+
+
+def test_the_report_header_names_the_gate_that_decided_the_overall_verdict():
+    report = report_dict("not valid", **{"P0.2": ("WARN", {}, {}), "P0.4": ("FAIL", {}, {}), "P1.2": ("FAIL", {}, {})})
+    report["gates"][0]["failures"] = ["free_violation"]
+    report["gates"][1]["task_verdicts"] = {"t2a": "FAIL", "t2i": "FAIL"}
+    from mmgate.report import build
+
+    page = render_report({**build({}, T, checkpoint="c", provenance={}), "overall": report["overall"],
+                          "gates": report["gates"]})
+    header = re.search(r"<p>Overall:(.*?)<br>", page, re.S).group(1)
+    assert re.sub(r"<[^>]+>", "", header).strip() == (
+        "not valid: P0.4 failed (t2a, t2i), P1.2 failed; free runs need constrained decoding")

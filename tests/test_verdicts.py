@@ -189,4 +189,4 @@ def test_the_html_report_states_the_generation_and_the_ablation_n(tmp_path, monk
     inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000"]}).items() if k.startswith("generate")}
     provenance = {"golden_n": {"t2a": 256, "a2t": 256}, "generation_n": {"t2a": 10}}
     page = render_report(build(inputs, G.Thresholds(), golden(10), provenance=provenance, checkpoint="good"))
-    assert "Samples per task: generated t2a 10; scored a2t 256, t2a 256" in page
+    assert "<dt>samples per task</dt><dd>generated t2a 10; scored a2t 256, t2a 256</dd>" in page

@@ -74,4 +74,4 @@ def test_inspect_lists_the_checkpoints_by_step_with_both_sample_sizes(walkthroug
 def test_the_html_report_states_both_sample_sizes(walkthrough):
     root, _ = walkthrough
     page = (root / "results/report/ckpt=checkpoint-60/report.html").read_text()
-    assert "Samples per task: generated t2a 32, t2i 32; scored a2t 256" in page
+    assert "<dd>generated t2a 32, t2i 32; scored a2t 256" in page

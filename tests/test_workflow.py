@@ -37,7 +37,8 @@ def test_dry_run_of_new_checkpoints_plans_the_token_space_check_before_any_gpu_j
     counts = job_counts(proc.stdout)
     # GPU jobs are planned only once a checkpoint's P0.1 table exists and passes (a Snakemake checkpoint):
     # a checkpoint that fails P0.1 gets its report from that table alone, and no GPU job at all
-    assert counts == {"demo": 1, "token_space_stage2": 1, "token_space": 2, "report": 2, "trend": 1, "all": 1, "total": 8}
+    assert counts == {"demo": 1, "token_space_stage2": 1, "token_space": 2, "report": 2, "trend": 1, "verdicts": 1, "all": 1,
+                      "total": 9}
 
 
 @pytest.mark.slow
@@ -467,7 +468,7 @@ def test_a_dry_run_reads_the_golden_set_and_each_check_table_once_whatever_the_c
     per_checkpoint = {"generate_block_000": 1, "generate_block_001": 1, "ablate_block_000": 1, "ablate_block_001": 1,
                       "decode_block_000": 1, "fingerprint": 1, "ablation_summary": 1}
     assert {rule: jobs.get(rule) for rule in per_checkpoint} == {rule: 3 * n for rule, n in per_checkpoint.items()}, jobs
-    assert jobs["report"] == len(names) and jobs["total"] == 3 * 8 + 1 + 2, jobs  # + trend and all
+    assert jobs["report"] == len(names) and jobs["total"] == 3 * 8 + 1 + 3, jobs  # + trend, verdicts and all
 
 
 @pytest.mark.slow
@@ -559,7 +560,7 @@ def test_the_run_records_its_checkpoints_for_inspect_and_check(finished_user_run
 def test_an_edited_training_log_reruns_the_report_only(finished_user_run):
     log = finished_user_run / "mine" / "train_log.csv"
     log.write_text(log.read_text() + "20,nan,nan,1,1,1\n")
-    assert planned(finished_user_run) == {"report", "trend", "all"}
+    assert planned(finished_user_run) == {"report", "trend", "verdicts", "all"}
 
 
 @pytest.mark.slow

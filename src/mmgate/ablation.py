@@ -33,6 +33,7 @@ from .templates import PromptTemplate
 from .tokenspace import READ_TASKS, WRITE_TASKS, TokenSpace
 
 if TYPE_CHECKING:
+    from .progress import Progress
     from .shardjob import ShardJob
 
 CONDITIONS = {"t2a": ("correct", "shuffled", "empty"), "t2i": ("correct", "shuffled", "empty"),
@@ -186,14 +187,17 @@ def target_losses(model: Any, items: Sequence[Scored], pad_id: int, chunk_tokens
 
 
 def score_conditions(model: Any, conditions: dict[str, list[Scored]], sample_ids: Sequence[str], pad_id: int,
-                     batch_size: int = 16, chunk_tokens: int = 1024) -> pd.DataFrame:
-    """Long-form table: one row per (sample, condition) with its loss and input/target hashes."""
+                     batch_size: int = 16, chunk_tokens: int = 1024, progress: "Progress | None" = None) -> pd.DataFrame:
+    """Long-form table: one row per (sample, condition) with its loss and input/target hashes; `progress`
+    counts the scored sequences (a sample under one condition) of each batch."""
     records = []
     for condition, items in conditions.items():
         order = np.argsort([len(it.context) + len(it.target) for it in items], kind="stable")  # little padding
         for start in range(0, len(items), batch_size):
             chunk = [items[i] for i in order[start : start + batch_size]]
             losses, counts = target_losses(model, chunk, pad_id, chunk_tokens)
+            if progress is not None:
+                progress.update(len(chunk))
             for i, it, loss, count in zip(order[start : start + batch_size], chunk, losses, counts):
                 records.append({
                     "sample_id": sample_ids[i], "condition": condition, "loss": float(loss),
@@ -256,10 +260,11 @@ class AblationSettings(FromConfig):
     bootstrap_reps: int = 2000
 
 
-def ablate_shard(job: "ShardJob", settings: AblationSettings,
-                 loaded: tuple[Any, Any, str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+def ablate_shard(job: "ShardJob", settings: AblationSettings, loaded: tuple[Any, Any, str] | None = None,
+                 progress: "Progress | None" = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Score every condition for the job's shard with `loaded` (model, tokenizer, device), else load
-    the checkpoint; returns (long-form rows, parquet metadata).
+    the checkpoint; returns (long-form rows, parquet metadata). `progress` counts scored sequences
+    (`sequences(job)` of them).
 
     The conditions are built over the task's whole golden set (the shuffle draws partners from all
     of it, so a sample's shuffled prompt does not depend on how the set is sharded), then cut to the shard.
@@ -275,5 +280,10 @@ def ablate_shard(job: "ShardJob", settings: AblationSettings,
     keep = [i for i, sid in enumerate(rows["sample_id"]) if sid in wanted]
     conditions = {c: [items[i] for i in keep] for c, items in everything.items()}
     frame = score_conditions(model, conditions, rows["sample_id"].iloc[keep].tolist(), pad_id(tokenizer, job.modality.end_id),
-                             settings.batch_size, settings.chunk_tokens)
+                             settings.batch_size, settings.chunk_tokens, progress)
     return frame, job.provenance("ablate", **job.model_meta(device, model), settings=asdict(settings))
+
+
+def sequences(job: "ShardJob") -> int:
+    """How many sequences `ablate_shard` scores for the job: each of its samples under every condition."""
+    return len(job.rows) * len(CONDITIONS[job.task])

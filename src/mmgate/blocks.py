@@ -42,10 +42,12 @@ import os
 import re
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from .progress import INTERVAL, Progress
 from .tasks import MODES, TASKS, WRITE_TASKS
 
 if TYPE_CHECKING:
@@ -304,13 +306,48 @@ def _release(kept: KeptShards | None, outputs: Iterable[Path], log: logging.Logg
         log.warning("every shard is written; %s could not drop its entries (%s): delete them by hand", kept.root, err)
 
 
+def _size(unit: Unit, job: "ShardJob") -> int:
+    """What a shard counts in its job's progress: samples (generate, decode), sequences (ablate)."""
+    from .ablation import sequences
+
+    return sequences(job) if unit.stage == "ablate" else len(job.rows)
+
+
+def _progress(work: Sequence[tuple[Any, ...]], log: logging.Logger, interval: float,
+              stack: ExitStack) -> dict[str, Progress]:
+    """One `Progress` per stage of `work` (a block holds one), over all of its shards, closed by `stack`."""
+    meters: dict[str, Progress] = {}
+    for stage in dict.fromkeys(unit.stage for unit, *_ in work):
+        mine = [(unit, job) for unit, job, *_ in work if unit.stage == stage]
+        label = f"{stage} ({len(mine)} shards)" if len(mine) > 1 else mine[0][0].label
+        meters[stage] = stack.enter_context(Progress(sum(_size(u, j) for u, j in mine),
+                                                     "sequences" if stage == "ablate" else "samples",
+                                                     log, label=label, interval=interval))
+    return meters
+
+
+def _working_on(meter: Progress | None, unit: Unit) -> Progress | None:
+    if meter is not None and meter.label != unit.label:  # a block's: name the shard it is on
+        meter.at = unit.label.split(" ", 1)[1]  # without the stage, which the label names
+    return meter
+
+
 def run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "GenerationSettings | None",
                  ablation: "AblationSettings | None", log: logging.Logger, progress: bool = True,
-                 kept: KeptShards | None = None) -> None:
+                 kept: KeptShards | None = None, progress_interval: float = INTERVAL) -> None:
     """Run generate or ablate shards of one checkpoint with one model load, each written to its path
     (`generation` or `ablation` may be None where no shard of that stage is in `work`). With `kept`, a
     shard an earlier failed attempt finished is restored, not recomputed (no load when all are), and
-    each finished shard is kept until the whole block is written."""
+    each finished shard is kept until the whole block is written. With `progress`, `log` gets the
+    block's progress (mmgate.progress) at most every `progress_interval` seconds and when it ends."""
+    with ExitStack() as stack:
+        meters = _progress(work, log, progress_interval, stack) if progress else {}
+        _run_lm_units(work, generation, ablation, log, meters, kept)
+
+
+def _run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "GenerationSettings | None",
+                  ablation: "AblationSettings | None", log: logging.Logger, meters: Mapping[str, Progress],
+                  kept: KeptShards | None) -> None:
     from .ablation import ablate_shard
     from .generation import generate_shard
     from .io import write_parquet
@@ -318,21 +355,26 @@ def run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "Gen
     loaded = None
     load_seconds = 0.0
     for unit, job, output in work:
+        meter = _working_on(meters.get(unit.stage), unit)
         if _restored(kept, unit, output, log):
+            if meter is not None:
+                meter.skip(_size(unit, job))
             continue
         if loaded is None:
             began = time.perf_counter()
             loaded = job.load_model()
             load_seconds = time.perf_counter() - began
             log.info("loaded %s in %.1f s for %d shard(s)", job.ckpt_dir, load_seconds, len(work))
+            for each in meters.values():  # the rates count work, not the load
+                each.start()
         began = time.perf_counter()
         if unit.stage == "generate":
-            frame, meta = generate_shard(job, unit.mode, generation, progress=progress, loaded=loaded)
+            frame, meta = generate_shard(job, unit.mode, generation, progress=meter or False, loaded=loaded)
             log.info("%s %s shard %s: %d samples, out-of-range %.2f %%, wrong-slot %d, end emitted %.0f %%",
                      unit.task, unit.mode, unit.shard, len(frame), frame["out_of_range_pct"].mean(),
                      int(frame["wrong_slot"].sum()), 100 * frame["emitted_end"].mean())
         elif unit.stage == "ablate":
-            frame, meta = ablate_shard(job, ablation, loaded=loaded)
+            frame, meta = ablate_shard(job, ablation, loaded=loaded, progress=meter)
             means = frame.groupby("condition")["loss"].mean().round(3).to_dict()
             log.info("%s shard %s: %d examples, mean loss %s", unit.task, unit.shard, frame["sample_id"].nunique(), means)
         else:
@@ -344,9 +386,17 @@ def run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "Gen
 
 
 def run_decode_units(work: Sequence[tuple[Unit, "ShardJob", Path, Path]], decoders: Mapping[str, Any], device: str,
-                     log: logging.Logger, kept: KeptShards | None = None) -> None:
-    """Decode shards (unit, job, generated parquet, output parquet), building each decoder once (`kept`: as
-    in `run_lm_units`, each shard with its folder of decoded files)."""
+                     log: logging.Logger, kept: KeptShards | None = None, progress: bool = True,
+                     progress_interval: float = INTERVAL) -> None:
+    """Decode shards (unit, job, generated parquet, output parquet), building each decoder once (`kept`,
+    `progress`: as in `run_lm_units`, each shard with its folder of decoded files)."""
+    with ExitStack() as stack:
+        meter = _progress(work, log, progress_interval, stack).get("decode") if progress else None
+        _run_decode_units(work, decoders, device, log, kept, meter)
+
+
+def _run_decode_units(work: Sequence[tuple[Unit, "ShardJob", Path, Path]], decoders: Mapping[str, Any], device: str,
+                      log: logging.Logger, kept: KeptShards | None, meter: Progress | None) -> None:
     from .decode import decode_shard
     from .decoders import build_decoder
     from .io import read_parquet, read_provenance, write_parquet
@@ -354,16 +404,21 @@ def run_decode_units(work: Sequence[tuple[Unit, "ShardJob", Path, Path]], decode
     built: dict[str, Any] = {}
     load_seconds = 0.0
     for unit, job, generated, output in work:
+        _working_on(meter, unit)
         if _restored(kept, unit, output, log, with_folder=True):
+            if meter is not None:
+                meter.skip(_size(unit, job))
             continue
         kind = job.modality.kind
         if kind not in built:
             began = time.perf_counter()
             built[kind] = build_decoder(kind, decoders[kind], device)
             load_seconds += time.perf_counter() - began
+            if meter is not None and not meter.worked:  # the rate counts decoding, not the first build
+                meter.start()
         began = time.perf_counter()
         frame = decode_shard(job, read_parquet(generated), decoders[kind], output, device,
-                             decoders.get("batch_size", 16), decoder=built[kind])
+                             decoders.get("batch_size", 16), decoder=built[kind], progress=meter)
         log.info("%s shard %s: %d of %d decoded", unit.task, unit.shard, int(frame["ok"].sum()), len(frame))
         for reason, count in frame.loc[~frame["ok"], "reason"].str.split(":").str[0].value_counts().items():
             log.info("  not decoded (%s): %d", reason, count)

@@ -301,6 +301,9 @@ def blocking_reasons(gate: dict, strict: bool, require_free_compliance: bool) ->
     if gate["verdict"] in (FAIL, SKIP):
         return gate.get("reasons") or [gate["verdict"]]
     reasons = evidence_doubts(gate) if strict else []
+    other_warning = gate["verdict"] == WARN and not set(gate.get("failures") or ["unnamed"]) <= {"free_violation"}
+    if strict and other_warning and not reasons:  # a warning of a kind this version does not know: not trusted
+        reasons = gate.get("reasons") or [WARN]
     if require_free_compliance and gate["verdict"] == WARN and "free_violation" in gate.get("failures", []):
         reasons += [r for r in gate.get("reasons", []) if "free run" in r] or ["free runs need constrained decoding"]
     return reasons

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from transformers import LogitsProcessor, StoppingCriteria
@@ -203,3 +205,28 @@ class RowBudget(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         generated = input_ids.shape[1] - self.prompt_length
         return generated >= self.max_new_tokens.to(input_ids.device)
+
+
+class StepBeat(StoppingCriteria):
+    """Never stops a row: at each decoding step it tells `progress` where the batch is, so a batch that
+    decodes for minutes still puts a line in the job's log every `progress.interval` seconds. It reads
+    only the host-side length of `input_ids`, so it never synchronizes the GPU.
+
+        >>> import torch
+        >>> class Seen:
+        ...     def beat(self, detail): print(detail)
+        >>> beat = StepBeat(Seen(), prompt_length=5, max_new_tokens=2000)
+        >>> beat(torch.zeros(32, 17, dtype=torch.long), None).any().item()
+        step 12/2000 of a batch of 32
+        False
+    """
+
+    def __init__(self, progress: Any, prompt_length: int, max_new_tokens: int):
+        self.progress = progress
+        self.prompt_length = prompt_length
+        self.max_new_tokens = max_new_tokens
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        batch, length = input_ids.shape
+        self.progress.beat(f"step {length - self.prompt_length}/{self.max_new_tokens} of a batch of {batch}")
+        return torch.zeros(batch, dtype=torch.bool, device=input_ids.device)

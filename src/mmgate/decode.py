@@ -26,6 +26,7 @@ from .io import atomic_path
 from .tokenspace import Modality
 
 if TYPE_CHECKING:
+    from .progress import Progress
     from .shardjob import ShardJob
 
 COLUMNS = ("sample_id", "ok", "reason", "sample_rate", "channels", "samples", "duration", "width", "height",
@@ -81,8 +82,9 @@ def _meta(row: Any, name: str) -> int | None:
 
 
 def decode_rows(generated: pd.DataFrame, golden: pd.DataFrame, modality: Modality, decoder: Any, files_dir: Path,
-                relative_to: Path, batch_size: int = 16) -> pd.DataFrame:
-    """One row per generated sample; decoded files go to `files_dir`, named by sample_id."""
+                relative_to: Path, batch_size: int = 16, progress: "Progress | None" = None) -> pd.DataFrame:
+    """One row per generated sample; decoded files go to `files_dir`, named by sample_id. `progress` counts
+    each decoded batch's samples, and those that cannot be decoded as done without work."""
     meta = golden.set_index("sample_id")
     rows = generated.join(meta[[c for c in ("n_frames", "sample_rate", "channels", "proc_size") if c in meta]], on="sample_id")
     records: dict[str, dict[str, Any]] = {}
@@ -94,6 +96,8 @@ def decode_rows(generated: pd.DataFrame, golden: pd.DataFrame, modality: Modalit
         if codes is not None:
             ready.setdefault(codes.shape[1], []).append((row, codes))
     files_dir.mkdir(parents=True, exist_ok=True)
+    if progress is not None:
+        progress.skip(len(records) - sum(map(len, ready.values())))
     for length, items in sorted(ready.items()):
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
@@ -104,6 +108,8 @@ def decode_rows(generated: pd.DataFrame, golden: pd.DataFrame, modality: Modalit
                     continue
                 records[row.sample_id].update(_check_and_write(row, output, modality, decoder, files_dir, relative_to))
                 records[row.sample_id]["decode_seconds"] = (time.perf_counter() - began) / len(batch)
+            if progress is not None:
+                progress.update(len(batch))
     frame = pd.DataFrame([records[sid] for sid in rows["sample_id"]]).reindex(columns=list(COLUMNS))
     for column in ("sample_rate", "channels", "samples", "width", "height"):
         frame[column] = frame[column].astype("Int64")
@@ -191,9 +197,10 @@ def _check_and_write(row: Any, output: Any, modality: Modality, decoder: Any, fi
 
 
 def decode_shard(job: "ShardJob", generated: pd.DataFrame, decoder_config: dict[str, Any], output: Path,
-                 device: str = "cpu", batch_size: int = 16, decoder: Any = None) -> pd.DataFrame:
+                 device: str = "cpu", batch_size: int = 16, decoder: Any = None,
+                 progress: "Progress | None" = None) -> pd.DataFrame:
     """Decode one generation shard with `decoder` (else one built from `decoder_config`); files go
-    to a folder named like the parquet without `.parquet`."""
+    to a folder named like the parquet without `.parquet` (`progress`: as in `decode_rows`)."""
     from .decoders import build_decoder
 
     modality = job.modality
@@ -203,7 +210,7 @@ def decode_shard(job: "ShardJob", generated: pd.DataFrame, decoder_config: dict[
 
         raise ConfigError(f"decoders.audio uses {decoder.n_codebooks} codebooks but the token space's audio has "
                           f"{modality.n_codebooks}; set decoders.audio.n_codebooks: {modality.n_codebooks}")
-    return decode_rows(generated, job.rows, modality, decoder, files_dir_for(output), output.parent, batch_size)
+    return decode_rows(generated, job.rows, modality, decoder, files_dir_for(output), output.parent, batch_size, progress)
 
 
 def files_dir_for(output: Path) -> Path:

@@ -358,9 +358,11 @@ def overall_note(gates: Sequence[Gate | Mapping[str, Any]]) -> str | None:
     'P0.4 failed (t2a, t2i), P1.2 failed; free runs need constrained decoding'
     """
     rows = [g.as_dict() if isinstance(g, Gate) else g for g in gates]
-    p0_first = sorted(rows, key=lambda g: g.get("tier") != "P0")
+    tiers = {spec.id: spec.tier for spec in REGISTRY}
+    tier = {g["gate"]: g.get("tier") or tiers.get(g["gate"]) for g in rows}
+    p0_first = sorted(rows, key=lambda g: tier[g["gate"]] != "P0")
     decided = [_named(g, "failed", FAIL) for g in p0_first if g["verdict"] == FAIL]
-    decided += [_named(g, "not run", SKIP) for g in rows if g.get("tier") == "P0" and g["verdict"] == SKIP
+    decided += [_named(g, "not run", SKIP) for g in rows if tier[g["gate"]] == "P0" and g["verdict"] == SKIP
                 and not any(r.startswith("blocked by P0.1") for r in g.get("reasons", []))]
     parts = [", ".join(decided)] if decided else []
     small = [g["gate"] for g in rows if g.get("underpowered")]

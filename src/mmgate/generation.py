@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import pandas as pd
 
+from .progress import Progress
 from .settings import FromConfig
 from .tasks import MODES
 from .templates import PromptTemplate
@@ -167,12 +168,13 @@ def length_batches(frame: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFram
 
 
 def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFrame, task: str, template: PromptTemplate,
-                  mode: str, settings: GenerationSettings, progress: bool = False) -> pd.DataFrame:
-    """Generate for every golden row of one write task; one output row per sample."""
+                  mode: str, settings: GenerationSettings, progress: "Progress | bool | None" = None) -> pd.DataFrame:
+    """Generate for every golden row of one write task; one output row per sample. `progress` counts each
+    batch's samples and the tokens it generated (a job's `Progress`; True: one of its own, logged here)."""
     import torch
     from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
-    from .constrain import ModalityConstraint, RowBudget
+    from .constrain import ModalityConstraint, RowBudget, StepBeat
     from .loading import pad_id
     from .heads import head_path, own_head_forward
     from .restricted import RestrictedDecoder, Unsupported
@@ -183,18 +185,15 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
     device = model.get_input_embeddings().weight.device  # where a device_map puts the first layer
     pad = pad_id(tokenizer, modality.end_id)
     batches = list(length_batches(rows, settings.batch_size))
-    iterator = batches
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(batches, desc=f"generate {task}/{mode}", unit="batch")
+    own = Progress(len(rows), "samples", logger, label=f"generate {task}/{mode}") if progress is True else None
+    progress = own if progress is True else (progress or None)
     out: list[dict[str, Any]] = []
     fallback_logged = False
     path = head_path(model)
     path.require_usable()
     if path.suppresses:
         logger.info("generate %s/%s: %s", task, mode, path.check.describe())
-    for batch_index, batch in enumerate(iterator):
+    for batch_index, batch in enumerate(batches):
         contexts = [template.encode(prompt=p) for p in batch["prompt"]]
         width = max(map(len, contexts))
         input_ids = torch.full((len(contexts), width), pad, dtype=torch.long)
@@ -230,6 +229,8 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
                     logger.warning("generate %s: restricted_head falls back to transformers generate: %s", task, reason)
                 fallback_logged = True
         stopping = StoppingCriteriaList([RowBudget(width, torch.from_numpy(budgets).to(device))])
+        if progress is not None:
+            stopping.append(StepBeat(progress, width, int(budgets.max())))
         torch.manual_seed(seed)
         start = time.perf_counter()
         removed_mass = constraint.removed_mass if constraint else []
@@ -253,6 +254,8 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
         overridden = torch.stack(overridden_steps, dim=1).float().cpu().numpy() if overridden_steps else None
         first = first_removed.float().cpu().numpy() if first_removed is not None else None
         n_new = sum(len(span) + (end is not None) for span, end in spans)
+        if progress is not None:
+            progress.update(len(batch), tokens=n_new)
         for i, row in enumerate(batch.itertuples()):
             span, end = spans[i]
             frames = int(n_frames[i]) if n_frames is not None else None
@@ -273,6 +276,8 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
                 "generation_seconds": seconds,
                 "tokens_per_second": n_new / seconds if seconds > 0 else None,
             })
+    if own is not None:
+        own.close()
     frame = pd.DataFrame(out)
     for column in ("end_position", "first_violation"):
         if column in frame:
@@ -283,10 +288,10 @@ def generate_rows(model: Any, tokenizer: Any, space: TokenSpace, rows: pd.DataFr
     return frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
 
-def generate_shard(job: "ShardJob", mode: str, settings: GenerationSettings, progress: bool = True,
+def generate_shard(job: "ShardJob", mode: str, settings: GenerationSettings, progress: "Progress | bool | None" = True,
                    loaded: tuple[Any, Any, str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Generate the job's shard with `loaded` (model, tokenizer, device), else load the checkpoint;
-    returns (rows, metadata for the parquet file)."""
+    returns (rows, metadata for the parquet file). `progress`: as in `generate_rows`."""
     model, tokenizer, template, device = job.load(loaded)
     frame = generate_rows(model, tokenizer, job.space, job.rows, job.task, template, mode, settings, progress=progress)
     meta = {"mode": mode, **job.model_meta(device, model), "tokenizer_len": len(tokenizer), "settings": asdict(settings)}

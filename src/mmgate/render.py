@@ -65,14 +65,17 @@ def gate_table(gate: Mapping[str, Any]) -> dict[str, Any]:
     skipped = {t: v for t, v in values.items() if not isinstance(v, Mapping)}
     rows, shown = [], set()
     spec = next((s for s in G.REGISTRY if s.id == gate["gate"]), None)
+    by_metric: dict[str, list[dict[str, Any]]] = {}  # a metric with two criteria (delta_empty: > 0 and >= min_delta_empty)
     for row in G.criterion_marks(gate, spec) if spec else []:
-        metric = row["criterion"].metric
+        by_metric.setdefault(row["criterion"].metric, []).append(row)
+    for metric, criteria in by_metric.items():  # one row: the value once, missed if any criterion misses it
         cells = []
         for task in tasks:
-            value, met = row["marks"].get(task, (None, None))
-            cells.append({"text": measured(value, values[task].get(f"{metric}_ci")) if task in row["marks"] else "",
-                          "mark": met})
-        rows.append({"metric": metric, "cells": cells, "pass_mark": row["label"]})
+            marks = [row["marks"][task] for row in criteria if task in row["marks"]]
+            met = [m for _, m in marks if m is not None]
+            cells.append({"text": measured(marks[0][0], values[task].get(f"{metric}_ci")) if marks else "",
+                          "mark": (False not in met) if met else None})
+        rows.append({"metric": metric, "cells": cells, "pass_mark": "; ".join(row["label"] for row in criteria)})
         shown.add(metric)
     extra = [m for t in tasks for m in values[t]]
     for metric in dict.fromkeys(extra):
@@ -233,6 +236,91 @@ def report_media(tables: Mapping[str, Any], loop_frames: int = 8, seed: int = 0)
     return out
 
 
+PROMPT_EXAMPLES = 8  # per task: the examples whose own prompt helps least
+PROMPT_PAIRS = 4  # per task: pairs of different prompts with the same output
+
+
+def prompt_loss_plot(task: str, wide: pd.DataFrame) -> str:
+    """Per example, the loss of its target after its own prompt (x) against another example's prompt
+    and no prompt (y): a model that uses its prompt puts the points above the diagonal."""
+    plt = _pyplot()
+    others = [c for c in ("shuffled", "empty") if c in wide]
+    fig, axes = plt.subplots(1, len(others), figsize=(3.4 * len(others), 3.1), squeeze=False)
+    for ax, condition in zip(axes[0], others):
+        x, y = wide["correct"], wide[condition]
+        ax.scatter(x, y, s=12, color="#0072B2", alpha=0.8)
+        low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        ax.plot([low, high], [low, high], ls="--", c="crimson", lw=1, label="no difference")
+        ax.set_xlabel("loss with its own prompt"), ax.set_ylabel(f"loss with the {condition} prompt")
+        ax.set_title(f"{task}: own vs {condition} prompt", fontsize=10), ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def prompt_evidence(gate: Mapping[str, Any] | None, tables: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What a P0.4 FAIL or WARN means for each write task, for the Outputs section: the per-example loss of
+    the golden target after its own, a shuffled and an empty prompt (the ablation rows P0.4 is judged on),
+    and pairs of different prompts whose outputs are identical (the fingerprint table)."""
+    if not gate or gate.get("verdict") not in (G.FAIL, G.WARN):
+        return {}
+    prompts = tables.get("prompts")
+    asked = dict(zip(prompts["sample_id"].astype(str), prompts["prompt"].fillna(""))) if prompts is not None \
+        and "prompt" in prompts else {}
+    values = gate.get("values") or {}
+    thresholds = gate.get("thresholds") or {}
+    out = {}
+    for task in G.spec_of("P0.4").tasks:
+        rows = (tables.get("ablate_rows") or {}).get(task)
+        if rows is None or "correct" not in set(rows["condition"]):
+            continue
+        wide = rows.pivot_table(index="sample_id", columns="condition", values="loss", aggfunc="first")
+        others = [c for c in ("shuffled", "empty") if c in wide]
+        wide = wide[["correct", *others]].dropna()
+        if wide.empty or not others:
+            continue
+        measured_values = values.get(task) if isinstance(values.get(task), Mapping) else {}
+        lines = []
+        for condition in others:
+            wins = int((wide["correct"] < wide[condition]).sum())
+            rate = measured_values.get(f"win_rate_{condition}")
+            lines.append(f"its own prompt gives the target a lower loss than the {condition} prompt in {wins} of {len(wide)} "
+                         f"examples (win_rate_{condition} {measured(rate, measured_values.get(f'win_rate_{condition}_ci'))}, "
+                         f"pass mark ≥ {fmt(thresholds.get(f'win_rate_{condition}'))}); mean loss "
+                         f"{fmt(wide['correct'].mean())} with its own prompt, {fmt(wide[condition].mean())} with the "
+                         f"{condition} one")
+        gain = wide[others].min(axis=1) - wide["correct"]  # what its own prompt gains over the better ablation
+        examples = [{"sample_id": sample_id, "prompt": asked.get(str(sample_id), ""),
+                     "losses": [fmt(wide.at[sample_id, c]) for c in ("correct", *others)], "gain": fmt(gain[sample_id]),
+                     "helps": bool(gain[sample_id] > 0)}
+                    for sample_id in gain.sort_values(kind="stable").index[:PROMPT_EXAMPLES]]
+        pairs = []
+        prints = (tables.get("fingerprint") or {}).get(task)
+        decode = (tables.get("decode") or {}).get(task)
+        if prints is not None and "duplicate_of" in prints:
+            files = dict(zip(decode["sample_id"].astype(str), decode["file_path"])) if decode is not None \
+                and "file_path" in decode else {}
+            mime = "audio/wav" if TASK_MODALITY.get(task) == "audio" else "image/png"
+            copies = prints[prints["duplicate_of"].notna()]
+            for sample_id, original in zip(copies["sample_id"].astype(str), copies["duplicate_of"].astype(str)):
+                if asked.get(sample_id) == asked.get(original) and sample_id in asked:
+                    continue  # the same prompt twice says nothing about whether the prompt is used
+                pairs.append({"a": original, "b": sample_id, "a_prompt": asked.get(original, ""),
+                              "b_prompt": asked.get(sample_id, ""), "kind": TASK_MODALITY.get(task, "audio"),
+                              "a_src": _data_uri(files.get(original), mime), "b_src": _data_uri(files.get(sample_id), mime)})
+            seen: dict[str, int] = {}
+            for p in pairs:  # every copied output once before any of them twice
+                p["turn"] = seen[p["a"]] = seen.get(p["a"], -1) + 1
+            pairs.sort(key=lambda p: p["turn"])
+            near = int(prints["near_duplicate"].astype(bool).sum()) if "near_duplicate" in prints else 0
+        else:
+            near = None
+        out[task] = {"lines": lines, "conditions": ["own", *others], "examples": examples,
+                     "plot": prompt_loss_plot(task, wide), "pairs": pairs[:PROMPT_PAIRS], "n_pairs": len(pairs),
+                     "near_duplicates": near, "n_outputs": None if prints is None else len(prints),
+                     "missed": any(r.startswith(f"{task}: ") for r in gate.get("reasons") or [])}
+    return out
+
+
 # -------------------------------------------------------------------------------------------- pages
 
 def verdict_class(verdict: Any) -> str:
@@ -245,12 +333,16 @@ def verdict_class(verdict: Any) -> str:
 @lru_cache(maxsize=1)
 def _environment():
     import jinja2
+    import markupsafe
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("mmgate", "html"), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
     env.filters["fmt"] = fmt
     env.filters["label"] = lambda key: str(key).replace("_", " ")
+    # a long snake_case name may break after its underscores on a narrow page
+    env.filters["wbr"] = lambda text: markupsafe.Markup(str(markupsafe.escape(text)).replace("_", "_<wbr>"))
     env.filters["verdict_class"] = verdict_class
+    env.filters["overall_line"] = G.overall_line
     return env
 
 
@@ -295,7 +387,9 @@ def render_report(report: Mapping[str, Any], audit: pd.DataFrame | None = None,
     loop_frames = getattr(fingerprint_settings, "loop_frames", 8)
     return render("report.html.j2", report=report, provenance=provenance, gates=sections,
                   samples=sample_sizes_line(provenance) or "unknown", random_decoders=random_decoders(provenance),
-                  media=report_media(tables, loop_frames, seed), audit=None if audit is None else audit.to_dict("records"),
+                  media=report_media(tables, loop_frames, seed),
+                  prompt=prompt_evidence(next((g for g in report["gates"] if g["gate"] == "P0.4"), None), tables),
+                  prompt_gate=next((g for g in report["gates"] if g["gate"] == "P0.4"), {}), audit=None if audit is None else audit.to_dict("records"),
                   audit_columns=[] if audit is None else list(audit.columns), dynamics=td)
 
 
@@ -312,12 +406,16 @@ def _ylim(values: Sequence[float], limits: Sequence[float], metric: str) -> tupl
     return low - pad, high + pad
 
 
-TASK_COLORS = {"t2a": "tab:orange", "t2i": "tab:red", "a2t": "tab:blue", "i2t": "tab:green", G.ALL: "tab:gray"}
+# Okabe-Ito colours (told apart with any colour vision) and a marker per task, so the tasks differ in shape too
+TASK_COLORS = {"t2a": "#E69F00", "t2i": "#0072B2", "a2t": "#009E73", "i2t": "#CC79A7", G.ALL: "#000000"}
+TASK_MARKERS = {"t2a": "o", "t2i": "s", "a2t": "^", "i2t": "D", G.ALL: "o"}
 
 
 def trend_plots(trend: pd.DataFrame) -> list[str]:
     """One plot per trend metric: x the training step (or the checkpoint where a step is unknown),
-    points per checkpoint, lines only within one run, the pass marks dashed, P0.1 failures marked."""
+    points per checkpoint with their 95 % intervals (a band along a run's line, error bars on lone
+    points), lines only within one run, the pass marks dashed, P0.1 failures marked. Each metric only
+    for the tasks its gate judges (the trend's `judged` column, from the registry)."""
     plt = _pyplot()
     order = trend.drop_duplicates("checkpoint")[["checkpoint", "step", "run"]].reset_index(drop=True)
     by_step = order["step"].notna().all()
@@ -327,14 +425,33 @@ def trend_plots(trend: pd.DataFrame) -> list[str]:
     figures = []
     for gate, metric in [(spec.id, m) for spec in G.REGISTRY for m in spec.trend_metrics]:
         part = trend[(trend["gate"] == gate) & (trend["metric"] == metric)]
+        if "judged" in part:  # a trend.parquet written before the column: every task
+            part = part[part["judged"].fillna(True).astype(bool)]
+        else:
+            from .report import trend_judged
+
+            part = part[[trend_judged(gate, metric, t) for t in part["task"]]]
         if part.empty and not failed:
             continue
         fig, ax = plt.subplots(figsize=(4.2, 2.8))
+        intervals = False
         for task, rows in part.groupby("task"):
+            color = TASK_COLORS.get(task, "black")
             for _, run_rows in rows.groupby("run", dropna=False):
-                xs = [x_of[c] for c in run_rows["checkpoint"]]
-                ax.plot(xs, run_rows["value"], marker="o", ls="-" if by_step else "none", label=task,
-                        color=TASK_COLORS.get(task, "black"))
+                run_rows = run_rows.assign(x=[x_of[c] for c in run_rows["checkpoint"]]).sort_values("x")
+                ax.plot(run_rows["x"], run_rows["value"], marker=TASK_MARKERS.get(task, "o"), ls="-" if by_step else "none",
+                        label=task, color=color)
+                if {"ci_low", "ci_high"} <= set(run_rows) and run_rows["ci_low"].notna().any():
+                    intervals = True
+                    low, high = run_rows["ci_low"].astype(float), run_rows["ci_high"].astype(float)
+                    if by_step and len(run_rows) > 1:
+                        ax.fill_between(run_rows["x"], low, high, color=color, alpha=0.2, lw=0)
+                    else:
+                        ax.errorbar(run_rows["x"], run_rows["value"], yerr=[(run_rows["value"] - low).clip(lower=0),
+                                                                           (high - run_rows["value"]).clip(lower=0)],
+                                    fmt="none", ecolor=color, alpha=0.6, capsize=2)
+        if intervals:
+            ax.plot([], [], color="grey", lw=6, alpha=0.3, label="95 % interval")
         limits = sorted({v for v in part["limit"].dropna()}) if "limit" in part else []
         for limit in limits:
             ax.axhline(limit, ls="--", c="crimson", lw=1, label=f"pass mark {fmt(limit)}")
@@ -343,7 +460,8 @@ def trend_plots(trend: pd.DataFrame) -> list[str]:
         handles = dict(zip(*reversed(ax.get_legend_handles_labels())))
         if handles:  # beside the plot, never over a point
             ax.legend(handles.values(), handles.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-        ax.set_ylim(*_ylim(part["value"].tolist(), limits, metric))
+        bounds = [v for c in ("ci_low", "ci_high") if c in part for v in part[c].dropna().astype(float)]
+        ax.set_ylim(*_ylim(part["value"].tolist() + bounds, limits, metric))
         if by_step:
             ax.set_xlabel("training step")
         else:
@@ -358,15 +476,26 @@ def render_trend(trend: pd.DataFrame) -> str:
     order = trend.drop_duplicates("checkpoint")[["checkpoint", "step"]]
     verdicts = trend[trend["metric"] == "verdict"].pivot(index="checkpoint", columns="gate", values="verdict")
     columns = [c for c in ("overall", *G.GATE_IDS) if c in verdicts] + sorted(set(verdicts) - {"overall", *G.GATE_IDS})
-    rows = [{"checkpoint": c, "step": s, "verdicts": [verdicts.at[c, g] if g in verdicts else "" for g in columns]}
-            for c, s in zip(order["checkpoint"], order["step"])]
+    lines = (trend[trend["gate"] == "overall"].set_index("checkpoint")["note"].dropna().to_dict()
+             if "note" in trend else {})  # a trend.parquet written before the overall line was kept
+    rows = [{"checkpoint": c, "step": s, "verdicts": [verdicts.at[c, g] if g in verdicts else "" for g in columns],
+             "line": lines.get(c)} for c, s in zip(order["checkpoint"], order["step"])]
     numbers = trend[trend["metric"] != "verdict"].assign(
         column=lambda f: f["gate"] + " " + f["task"] + " " + f["metric"])
     wide = numbers.pivot_table(index="checkpoint", columns="column", values="value", aggfunc="first")
     wide = wide.reindex([c for c in order["checkpoint"] if c in wide.index])
+    bounds = {c: (numbers.pivot_table(index="checkpoint", columns="column", values=c, aggfunc="first", dropna=False)
+                  .reindex(index=wide.index, columns=wide.columns) if c in numbers and numbers[c].notna().any() else None)
+              for c in ("ci_low", "ci_high")}
+
+    def cell(checkpoint: str, column: str) -> str:
+        low, high = (None if b is None or pd.isna(b.at[checkpoint, column]) else b.at[checkpoint, column]
+                     for b in (bounds["ci_low"], bounds["ci_high"]))
+        return measured(wide.at[checkpoint, column], [low, high])
+
     return render("trend.html.j2", rows=rows, columns=columns, plots=trend_plots(trend),
-                  metrics={"columns": list(wide.columns), "rows": [(c, [fmt(v) for v in r]) for c, r in
-                                                                   zip(wide.index, wide.to_numpy().tolist())]})
+                  metrics={"columns": list(wide.columns),
+                           "rows": [(c, [cell(c, column) for column in wide.columns]) for c in wide.index]})
 
 
 # --------------------------------------------------------------------------------------------- diff
@@ -397,5 +526,8 @@ def diff_media(tables_a: Mapping[str, Any], tables_b: Mapping[str, Any], prompts
 def render_diff(diff: Mapping[str, Any], media: Mapping[str, list[dict[str, Any]]] | None = None) -> str:
     """The HTML page of `mmgate diff A B --html`."""
     rows = [{**m, "a_text": measured(m["a"], m["a_ci"]), "b_text": measured(m["b"], m["b_ci"]),
-             "delta_text": fmt(m["delta"])} for m in diff["metrics"]]
+             "delta_text": fmt(m["delta"]),  # value and interval apart, so a narrow page breaks the line between them
+             **{f"{side}_value": fmt(m[side]) for side in ("a", "b")},
+             **{f"{side}_interval": measured(m[side], m[f"{side}_ci"])[len(fmt(m[side])):].strip() for side in ("a", "b")}}
+            for m in diff["metrics"]]
     return render("diff.html.j2", diff=diff, rows=rows, media=media or {})

@@ -22,6 +22,7 @@ from mmgate.demo import DEMO_FILES
 from mmgate.zoo import zoo_files
 from mmgate.io import read_parquet
 from mmgate.report import report_inputs as _report_inputs, verdict_config
+from mmgate.runend import when_nothing_to_do
 from mmgate.scripting import pin_library, start_run
 from mmgate.tasks import MODES, READ_TASKS, TASKS, WRITE_TASKS
 
@@ -122,6 +123,12 @@ def report_skipped():
     """Said at the end of every run: checkpoints found but not complete yet are not verified."""
     for line in SKIPPED:
         print(f"mmgate: not verified yet: {line}", file=sys.stderr)
+
+
+def end_successful_run():
+    """onsuccess, and the end of a run with nothing to do (which calls no onsuccess)."""
+    report_skipped()
+    print_verdicts(failed=False)
 
 
 STAGE2_SHARDS = expand_paths(config["stage2"].get("shards"))
@@ -391,7 +398,11 @@ def all_targets(wildcards=None):
         "results/report/ckpt={ckpt}/{file}",
         ckpt=CHECKPOINTS,
         file=["gates.json", "gates.parquet", "report.html"],
-    ) + ["results/report/trend.parquet", "results/report/trend.html"]
+    ) + [
+        "results/report/trend.parquet",
+        "results/report/trend.html",
+        "results/report/verdicts.html",
+    ]
     if wildcards is None:
         return reports
     rested_on = []

@@ -1,4 +1,12 @@
-# Gate report per checkpoint, and the trend across checkpoints; the verdict table ends every run.
+# Gate report per checkpoint, the trend across checkpoints and the verdicts page of `snakemake --report`;
+# the verdict table ends every run.
+import mimetypes
+
+# `snakemake --report` types each file by its name, and Python's table has no .parquet (it would
+# warn and call gates.parquet text/plain): the IANA type makes it a download in the report.
+mimetypes.add_type("application/vnd.apache.parquet", ".parquet")
+
+
 rule report:
     """Judge every gate of one checkpoint: gates.json, gates.parquet and the HTML report."""
     input:
@@ -59,3 +67,25 @@ rule trend:
         runtime=10,
     script:
         "../scripts/trend.py"
+
+
+rule verdicts:
+    """Every checkpoint's verdict row and a link to its report page: the results page of `snakemake --report`."""
+    input:
+        expand("results/report/ckpt={ckpt}/gates.json", ckpt=CHECKPOINTS),
+    output:
+        html=report(
+            "results/report/verdicts.html",
+            caption="../report/verdicts.rst",
+            category="Checkpoint verdicts",
+            labels={"page": "verdicts of every checkpoint"},
+        ),
+    log:
+        "logs/report/verdicts.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/verdicts.py"
