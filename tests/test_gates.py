@@ -427,3 +427,33 @@ def test_wilson_interval_is_never_degenerate():
 def test_gates_table_is_one_row_per_gate_with_json_values():
     table = G.gates_table([judge("P0.1", {"check": {G.ALL: check_table()}})])
     assert table["gate"].tolist() == ["P0.1"] and json.loads(table["values"][0]) == {"all": {"artifacts": 2, "mismatches": 0}}
+
+
+# The registry against the stage catalogue ----------------------------------------------------------
+
+def test_a_gate_reading_a_table_no_stage_makes_is_refused():
+    clap = G.GateSpec("P1.9", "Does the audio match its text?", "P1", ("clap",), lambda data, t: G.Verdict())
+    with pytest.raises(G.UnknownTable, match="gate P1.9 reads the table\\(s\\) 'clap', which no stage makes"):
+        G.evaluate({"generate": {"t2a": generated()}}, T, registry=[clap])
+
+
+def test_mmgates_own_registry_is_checked_when_it_is_imported():
+    import subprocess
+    import sys
+
+    code = "import mmgate.stages as s; del s.TABLES['decode']; import mmgate.gates"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0 and "UnknownTable: gate P0.3 reads the table(s) 'decode'" in proc.stderr
+
+
+def test_a_table_missing_for_a_task_the_golden_set_holds_is_an_error_not_a_skip():
+    tables = {"generate": {"t2a": generated()}, "golden_n": {"t2a": 300, "t2i": 0}}
+    with pytest.raises(G.MissingTable, match="gate P0.3 needs the decode table for t2a, which the golden set holds"):
+        G.evaluate(tables, T)
+
+
+def test_a_task_absent_from_the_golden_set_and_an_absent_training_log_still_skip():
+    tables = {"generate": {"t2a": generated()}, "golden_n": {"t2a": 0, "t2i": 0}}
+    gates = {g.gate: g for g in G.evaluate(tables, T, registry=[G.spec_of("P0.3"), G.spec_of("TD")])}
+    assert gates["P0.3"].verdict == G.SKIP and gates["P0.3"].values["t2a"] == "SKIP: task absent from the golden set"
+    assert gates["TD"].verdict == G.SKIP

@@ -10,7 +10,7 @@ from mmgate import integrations
 from mmgate.checkpoints import discover_checkpoints, trainer_step
 from mmgate.errors import ConfigError, TokenSpaceError, TokenSpaceMismatch
 from mmgate.integrations import MMGateCallback
-from mmgate.report import LOG_COLUMNS, read_training_log
+from mmgate.training import LOG_COLUMNS, read_training_log
 
 
 def trainer(mini_demo, out, callback, lora=False, tokenizer=None, embedding_rows=None):
@@ -149,7 +149,7 @@ def test_the_schema_allows_exactly_the_names_the_mapping_reads():
 
 
 def test_a_checkpoint_dir_setting_reads_the_checkpoints_own_trainer_state(tmp_path):
-    from mmgate.report import training_log_path
+    from mmgate.training import training_log_path
 
     write_log(tmp_path, [{"step": 50, "loss": 3.0}])
     path = training_log_path("{checkpoint_dir}/trainer_state.json", tmp_path)
@@ -157,6 +157,6 @@ def test_a_checkpoint_dir_setting_reads_the_checkpoints_own_trainer_state(tmp_pa
 
 
 def test_no_training_log_setting_is_no_path(tmp_path):
-    from mmgate.report import training_log_path
+    from mmgate.training import training_log_path
 
     assert training_log_path(None, tmp_path) is None

@@ -16,7 +16,7 @@ from mmgate.compare import diff_reports
 from mmgate.io import write_text
 from mmgate.media import select_media
 from mmgate.render import fmt, gate_table, measured, render_diff, render_report, render_trend
-from mmgate.report import build_trend, trend_rows
+from mmgate.trend import build_trend, trend_rows
 
 EXTERNAL = re.compile(r"""(src|href)=["']?(https?:)?//""")
 

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from mmgate.cli import main as cli
-from mmgate.report import build_trend, length_audit, training_dynamics, verdict_config
+from mmgate.report import length_audit, verdict_config
+from mmgate.training import training_dynamics
+from mmgate.trend import build_trend
 
 
 def gates_json(path, ckpt, step, p04="PASS", end_rate=0.5):

@@ -10,7 +10,8 @@ from mmgate import gates as G
 from mmgate.cli import main as cli
 from mmgate.io import strict_json, write_parquet, write_text
 from mmgate.render import render_report
-from mmgate.report import StaleResultError, build, read_training_log, report_inputs, training_criteria
+from mmgate.report import StaleResultError, build, report_inputs
+from mmgate.training import read_training_log, training_criteria
 
 
 def golden(n_t2a=10):
@@ -50,14 +51,14 @@ def test_a_stale_shard_left_from_a_larger_golden_set_never_enters_a_verdict(tmp_
     monkeypatch.chdir(tmp_path)
     write_generation(tmp_path, "good", {"000": [f"a{i:03d}" for i in range(10)], "001": [f"a{i:03d}" for i in range(10, 138)]})
     inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000"]}).items() if k.startswith("generate")}
-    report = build(inputs, G.Thresholds(), golden(10), checkpoint="good")  # the report reads part-000 only
+    report = build(inputs, G.Thresholds(), golden(10), checkpoint="good", partial=True)  # the report reads part-000 only
     p02 = next(g for g in report["gates"] if g["gate"] == "P0.2")
     assert p02["values"]["t2a"]["n"] == 10 and p02["verdict"] == G.WARN  # 10 < min_n: WARN, not PASS
     page = render_report(report)
     assert "n=10 &lt; min_n=256" in page and "P0.2" in page
     inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000", "001"]}).items() if k.startswith("generate")}
     with pytest.raises(StaleResultError, match="part-001.parquet") as err:
-        build(inputs, G.Thresholds(), golden(10), checkpoint="good")
+        build(inputs, G.Thresholds(), golden(10), checkpoint="good", partial=True)
     assert "128 sample(s) not in the current golden set" in str(err.value)
 
 
@@ -66,7 +67,7 @@ def test_a_shard_missing_golden_samples_is_refused(tmp_path, monkeypatch):
     write_generation(tmp_path, "good", {"000": [f"a{i:03d}" for i in range(8)]})
     inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000"]}).items() if k.startswith("generate")}
     with pytest.raises(StaleResultError, match="2 golden sample"):
-        build(inputs, G.Thresholds(), golden(10), checkpoint="good")
+        build(inputs, G.Thresholds(), golden(10), checkpoint="good", partial=True)
 
 
 def p01_failed_report(tmp_path, monkeypatch):
@@ -165,20 +166,20 @@ def test_generation_tables_must_hold_exactly_the_generation_subset(tmp_path, mon
     subset = generation_subset(golden_with_lengths(10), 4)["sample_id"].tolist()
     write_generation(tmp_path, "good", {"000": subset})
     inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000"]}).items() if k.startswith("generate")}
-    report = build(inputs, G.Thresholds(), golden_with_lengths(10), checkpoint="good", samples_per_task=4)
+    report = build(inputs, G.Thresholds(), golden_with_lengths(10), checkpoint="good", samples_per_task=4, partial=True)
     assert report["sample_sizes"] == {"generation": {"t2a": 4, "t2i": 0}, "ablation": {"t2a": 10, "t2i": 0, "a2t": 0, "i2t": 0}}
     with pytest.raises(StaleResultError, match="6 golden sample"):  # the same shard, read as if every row were generated
-        build(inputs, G.Thresholds(), golden_with_lengths(10), checkpoint="good")
+        build(inputs, G.Thresholds(), golden_with_lengths(10), checkpoint="good", partial=True)
 
 
 def test_generation_gates_warn_below_min_n_generation_and_ablation_gates_below_min_n(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_generation(tmp_path, "good", {"000": [f"a{i:03d}" for i in range(10)]})
     inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000"]}).items() if k.startswith("generate")}
-    report = build(inputs, G.Thresholds(min_n_generation=8), golden(10), checkpoint="good")
+    report = build(inputs, G.Thresholds(min_n_generation=8), golden(10), checkpoint="good", partial=True)
     p02 = next(g for g in report["gates"] if g["gate"] == "P0.2")
     assert p02["verdict"] == G.PASS and p02["thresholds"]["min_n_generation"] == 8
-    report = build(inputs, G.Thresholds(min_n_generation=64), golden(10), checkpoint="good")
+    report = build(inputs, G.Thresholds(min_n_generation=64), golden(10), checkpoint="good", partial=True)
     p02 = next(g for g in report["gates"] if g["gate"] == "P0.2")
     assert p02["verdict"] == G.WARN and "n=10 < min_n_generation=64: too few generation samples" in p02["reasons"][0]
 
@@ -188,5 +189,5 @@ def test_the_html_report_states_the_generation_and_the_ablation_n(tmp_path, monk
     write_generation(tmp_path, "good", {"000": [f"a{i:03d}" for i in range(10)]})
     inputs = {k: v for k, v in report_inputs("good", {"t2a": ["000"]}).items() if k.startswith("generate")}
     provenance = {"golden_n": {"t2a": 256, "a2t": 256}, "generation_n": {"t2a": 10}}
-    page = render_report(build(inputs, G.Thresholds(), golden(10), provenance=provenance, checkpoint="good"))
+    page = render_report(build(inputs, G.Thresholds(), golden(10), provenance=provenance, checkpoint="good", partial=True))
     assert "<dt>samples per task</dt><dd>generated t2a 10; scored a2t 256, t2a 256</dd>" in page

@@ -32,89 +32,13 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .settings import FromConfig
+from .errors import MMGateError
+from .stages import TABLES
 from .tasks import READ_TASKS, TASK_MODALITY, WRITE_TASKS
 
-PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
-TIERS = ("P0", "P1", "TD")
-ALL = "all"  # the "task" of gates judged once per checkpoint (P0.1, TD)
-ACROSS = "across_tasks"  # results of a gate's criteria over all its tasks
-
-
-@dataclass(frozen=True)
-class Thresholds(FromConfig):
-    """Pass marks of every gate (the checklist's defaults); the `gates:` section of the config."""
-
-    section = "gates"
-    max_violation_pct: float = 0.0  # tokens out of range or in the wrong codebook slot, % of generated tokens
-    require_free_compliance: bool = False  # P0.2 fails (not warns) when the free run leaves its modality
-    max_removed_mass: float = 0.2  # mean probability mass the constraint removed per step
-    min_decode_success: float = 1.0
-    win_rate_shuffled: float = 0.70
-    win_rate_empty: float = 0.80
-    min_delta_empty: float = 0.10
-    min_n: int = 256  # samples per task below which a verdict warns (the checklist's N >= 256 for P0.4)
-    min_n_generation: int | None = None  # the same for gates judged on generations (P0.2, P0.3, P1.1, P1.3); None: min_n
-    noop_adapter_fails: bool = True  # P0.1 (its job reads it): a LoRA that changes nothing fails
-    min_end_rate: float = 0.5
-    # P0.2: a constrained step where the constraint removes more than this overrides the model ...
-    max_step_removed_mass: float = 0.5
-    # ... which fails when more than this share of samples has such a step
-    max_overridden_samples: float = 0.25
-    # P0.2 layout diagnosis from the free runs: a slot whose tokens are this share one other codebook's
-    layout_dominance: float = 0.9
-    # P1.1: a free run ending before this fraction of its expected length ends too early ...
-    early_end_fraction: float = 0.5
-    # ... which warns when more than this share of free runs does
-    max_early_end_share: float = 0.5
-    read_min_delta: float = 0.10
-    read_win_rate: float = 0.80
-    min_unique_ratio: float = 0.9
-    max_silent_share: float = 0.0
-    max_noise_share: float = 0.1
-    max_loop_share: float = 0.1
-    read_loss_tolerance: float = 0.05  # TD: a read loss may end at most 5 % above where it started
-    spike_ratio: float = 1.25  # TD: a loss above 1.25 x the median of the points before it is a spike
-    spike_window: int = 5
-    min_norm_change: float = 0.01  # TD: head/embedding norms must move by at least 1 % of their start
-
-    def min_n_for(self, samples: str) -> int:
-        """The sample-size bar of a gate judged on `samples` ("generation" or "ablation")."""
-        return self.min_n_generation if samples == "generation" and self.min_n_generation is not None else self.min_n
-
-
-# ----------------------------------------------------------------------------------------- verdicts
-
-@dataclass
-class Verdict:
-    """One task's result: values, and for every criterion missed a reason line with its numbers."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    verdict: str = PASS
-    reasons: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)  # failure kinds, which choose the fixes
-    notes: list[str] = field(default_factory=list)  # worth knowing, but no criterion missed
-    underpowered: bool = False  # too few samples to trust the verdict
-
-    def fail(self, kind: str, reason: str) -> None:
-        self._miss(FAIL, kind, reason)
-
-    def warn(self, kind: str, reason: str) -> None:
-        self._miss(WARN, kind, reason)
-
-    def _miss(self, verdict: str, kind: str, reason: str) -> None:
-        self.verdict = combine([self.verdict, verdict])
-        self.reasons.append(reason)
-        if kind not in self.failures:
-            self.failures.append(kind)
-
-
-def combine(verdicts: Sequence[str]) -> str:
-    for verdict in (FAIL, WARN, PASS):
-        if verdict in verdicts:
-            return verdict
-    return SKIP
-
+from .verdict import (  # noqa: F401  (re-exported: gates.PASS, gates.Thresholds, ... are the public names)
+    ACROSS, ALL, FAIL, PASS, SKIP, WARN, Thresholds, Verdict, _ci, _f, _num, combine, wilson_interval,
+)
 
 SYMBOLS = {">=": "≥", "<=": "≤", ">": ">"}
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -237,18 +161,54 @@ def _table(tables: Mapping[str, Any], name: str, task: str) -> Any:
     return by_task.get(task) if isinstance(by_task, Mapping) else None
 
 
-def judge_gate(spec: GateSpec, tables: Mapping[str, Any], t: Thresholds, evidence: Sequence[str] = ()) -> Gate:
-    """Run one gate over its tasks: SKIP for a task without data, N below min_n a WARN, then combine."""
-    gate = Gate(spec.id, spec.tier, spec.question, SKIP, evidence=list(evidence),
+class UnknownTable(MMGateError):
+    """A GateSpec reads a table that no stage makes (mmgate.stages.TABLES)."""
+
+
+class MissingTable(MMGateError):
+    """A gate's required table is missing for a task the golden set holds: a SKIP there would hide it."""
+
+
+def check_registry(registry: Sequence[GateSpec]) -> None:
+    """Every table a gate reads is one a stage makes and the report loads, so no gate SKIPs for want
+    of a table that nothing could load (raises UnknownTable naming the gate, the table and the fix)."""
+    for spec in registry:
+        unknown = [name for name in spec.tables if name not in TABLES]
+        if unknown:
+            raise UnknownTable(
+                f"gate {spec.id} reads the table(s) {', '.join(map(repr, unknown))}, which no stage makes; the report "
+                f"loads only {', '.join(TABLES)}. Add a StageTable for it to mmgate.stages.TABLES, make it in a rule and "
+                "load it in mmgate.report.load_tables, or name one of those tables in the GateSpec.")
+
+
+def unjudged(spec: GateSpec, t: Thresholds, evidence: Sequence[str] = ()) -> Gate:
+    """A gate before its judge ran: SKIP, with the thresholds it is judged against."""
+    return Gate(spec.id, spec.tier, spec.question, SKIP, evidence=list(evidence),
                 thresholds={name: t.min_n_for("generation") if name == "min_n_generation" else getattr(t, name)
                             for name in spec.thresholds})
+
+
+def judge_gate(spec: GateSpec, tables: Mapping[str, Any], t: Thresholds, evidence: Sequence[str] = (),
+               require_tables: bool = True) -> Gate:
+    """Run one gate over its tasks: SKIP for a task absent from the golden set (or without data, where
+    the golden set is not known or the table is optional), N below min_n a WARN, then combine.
+    A required table missing for a task the golden set holds raises MissingTable (`require_tables`)."""
+    gate = unjudged(spec, t, evidence)
     results: dict[str, Verdict] = {}
     for task in spec.tasks:
         data = {name: _table(tables, name, task) for name in spec.tables}
         if any(frame is None or len(frame) == 0 for frame in data.values()):
             missing = [name for name, frame in data.items() if frame is None or len(frame) == 0]
-            absent = (tables.get("golden_n") or {}).get(task, None) == 0
-            gate.values[task] = "SKIP: task absent from the golden set" if absent else f"SKIP: no {', '.join(missing)} table"
+            held = (tables.get("golden_n") or {}).get(task, None)
+            required = [name for name in missing if name not in TABLES or TABLES[name].required]
+            if require_tables and held and required:
+                raise MissingTable(
+                    f"gate {spec.id} needs the {', '.join(required)} table for {task}, which the golden set holds ({held} "
+                    f"examples), but the report loaded none. It comes from "
+                    f"{'; '.join(TABLES[name].made_by if name in TABLES else name for name in required)}. A verdict "
+                    "without it would be a SKIP hiding a missing stage: make sure the report rule's inputs declare "
+                    "that stage's files for this task (mmgate.report.report_inputs) and rerun snakemake.")
+            gate.values[task] = "SKIP: task absent from the golden set" if held == 0 else f"SKIP: no {', '.join(missing)} table"
             continue
         data["task"] = task
         result = spec.judge(data, t)
@@ -286,21 +246,26 @@ SMALL_N_FIX = "Add examples to the golden set (the checklist asks for N >= 256; 
 
 
 def evaluate(tables: Mapping[str, Any], thresholds: Thresholds, registry: Sequence[GateSpec] | None = None,
-             evidence: Mapping[str, Sequence[str]] | None = None) -> list[Gate]:
-    """Every gate of the registry on one checkpoint's tables. A P0.1 failure blocks every other gate."""
+             evidence: Mapping[str, Sequence[str]] | None = None, require_tables: bool = True) -> list[Gate]:
+    """Every gate of the registry on one checkpoint's tables. A P0.1 failure blocks every other gate
+    (they are not judged: no GPU stage ran). `require_tables`: see judge_gate."""
     registry = REGISTRY if registry is None else registry
-    gates = []
-    for spec in registry:
+    check_registry(registry)
+
+    def judged(spec: GateSpec) -> Gate:
         files = sorted({f for name in spec.tables for f in (evidence or {}).get(name, [])
                         if spec.tasks == (ALL,) or any(f"task={task}" in f for task in spec.tasks)})
-        gates.append(judge_gate(spec, tables, thresholds, files))
-    p01 = next((g for g in gates if g.gate == "P0.1"), None)
+        return judge_gate(spec, tables, thresholds, files, require_tables)
+
+    p01 = next((judged(spec) for spec in registry if spec.id == "P0.1"), None)
     if p01 is not None and p01.verdict == FAIL:
-        for gate in gates:
+        gates = [p01 if spec.id == "P0.1" else unjudged(spec, thresholds) for spec in registry]
+        for gate, spec in zip(gates, registry):
             if gate is not p01:
-                gate.verdict, gate.reasons, gate.fixes = SKIP, ["blocked by P0.1: the token space does not match"], []
-                gate.values = {task: "SKIP: blocked by P0.1" for task in gate.values}
-    return gates
+                gate.reasons = ["blocked by P0.1: the token space does not match"]
+                gate.values = {task: "SKIP: blocked by P0.1" for task in spec.tasks}
+        return gates
+    return [p01 if spec.id == "P0.1" else judged(spec) for spec in registry]
 
 
 def spec_of(gate_id: str) -> GateSpec:
@@ -467,36 +432,6 @@ def assessment(gates: Sequence[Gate]) -> dict[str, str]:
     if p01 and p01["verdict"] == FAIL:  # nothing generated can be trusted, whatever else is pending
         generation = line(FAIL, "P0.1 failed: the token space does not match, so no generation was run")
     return {"training_dynamics": training, "multi_task_compatibility": multi_line, "generation_validity": generation}
-
-
-# ---------------------------------------------------------------------------------------- statistics
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> list[float | None]:
-    """Wilson score interval of a proportion: never degenerate at 0 or n, unlike a bootstrap."""
-    if n <= 0:
-        return [None, None]
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return [float(ci.low), float(ci.high)]
-
-
-def _f(x: Any) -> str:
-    """A number for a reason line: 3 significant figures."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    return f"{x:.3g}"
-
-
-def _ci(ci: Sequence[Any] | None) -> str:
-    return f"95 % CI [{_f(ci[0])}, {_f(ci[1])}]" if ci and ci[0] is not None else "no CI"
-
-
-def _num(value: Any) -> float | None:
-    if value is None or value is pd.NA:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 # ------------------------------------------------------------------------------------ P0.1 token space
@@ -834,7 +769,7 @@ def judge_collapse(data: Mapping[str, Any], t: Thresholds) -> Verdict:
 # --------------------------------------------------------------------------------- TD training log
 
 def judge_training(data: Mapping[str, Any], t: Thresholds) -> Verdict:
-    from .report import training_criteria
+    from .training import training_criteria
 
     return training_criteria(data["training"], t)
 
@@ -943,6 +878,7 @@ REGISTRY: list[GateSpec] = [
                                     "(modules_to_save or unfrozen lm_head/embed_tokens)."},
              thresholds=("read_loss_tolerance", "spike_ratio", "spike_window", "min_norm_change"), sample_size=None),
 ]
+check_registry(REGISTRY)  # at import: a gate reading a table no stage makes never ships
 GATE_IDS = tuple(spec.id for spec in REGISTRY)
 P0 = tuple(spec.id for spec in REGISTRY if spec.tier == "P0")
 

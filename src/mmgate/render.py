@@ -428,7 +428,7 @@ def trend_plots(trend: pd.DataFrame) -> list[str]:
         if "judged" in part:  # a trend.parquet written before the column: every task
             part = part[part["judged"].fillna(True).astype(bool)]
         else:
-            from .report import trend_judged
+            from .trend import trend_judged
 
             part = part[[trend_judged(gate, metric, t) for t in part["task"]]]
         if part.empty and not failed:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 REPORT_ID_LENGTH = 16  # snakemake.report.FILE_HASH_PREFIX_LEN
 

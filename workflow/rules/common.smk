@@ -459,7 +459,7 @@ def report_inputs(wildcards):
         wildcards.ckpt, by_task, p01_passed(wildcards.ckpt), generation_shards=generated
     )
     inputs["golden"] = [config["golden_set"]]
-    from mmgate.report import training_log_path
+    from mmgate.training import training_log_path
 
     log = training_log_path(
         config["report"]["training_log"], CHECKPOINTS[wildcards.ckpt]

@@ -7,7 +7,8 @@ from mmgate.golden import load_golden
 from mmgate.io import provenance, strict_json, write_parquet, write_text
 from mmgate.fingerprint import FingerprintSettings
 from mmgate.render import render_report
-from mmgate.report import build, length_audit, model_provenance, report_provenance, training_dynamics, training_log_path
+from mmgate.report import build, length_audit, model_provenance, report_provenance
+from mmgate.training import training_dynamics, training_log_path
 from mmgate.scripting import run
 from mmgate.tokenspace import TokenSpace
 

@@ -4,7 +4,7 @@ import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 
 from mmgate.io import provenance, write_parquet, write_text
 from mmgate.render import render_trend
-from mmgate.report import build_trend
+from mmgate.trend import build_trend
 from mmgate.scripting import run
 
 
