@@ -109,7 +109,7 @@ def test_token_features_measure_diversity(mini_demo):
     audio = mini_demo["space"].modality("audio")
     loop = audio.flatten(np.tile(np.arange(4)[:, None], (1, 12)))  # one frame repeated 12 times
     features = token_features(loop, audio, SETTINGS)
-    assert features["unique_ratio"] == pytest.approx(4 / 48) and features["longest_loop_frames"] == 12
+    assert features["unique_token_ratio"] == pytest.approx(4 / 48) and features["longest_loop_frames"] == 12
 
 
 def test_silent_clips_count_as_silence_not_as_near_duplicates_of_each_other(mini_demo, tmp_path):

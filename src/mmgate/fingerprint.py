@@ -99,7 +99,7 @@ def token_features(ids: np.ndarray, modality: Modality, settings: FingerprintSet
     usage = [len(set(frames[:, s].tolist())) / modality.codebook_size for s in range(k)] if frames.size else [0.0]
     return {
         "n_tokens": int(ids.size),
-        "unique_ratio": len(set(ids.tolist())) / ids.size if ids.size else 0.0,
+        "unique_token_ratio": len(set(ids.tolist())) / ids.size if ids.size else 0.0,
         "distinct_2": len(bigrams) / max(1, ids.size - 1),
         "longest_loop_frames": longest_loop(frames, settings.max_loop_period),
         "codebook_usage": float(np.mean(usage)),
