@@ -301,8 +301,13 @@ def test_a_shrunken_golden_set_gives_verdicts_on_the_new_samples_only(complete_r
     changed["golden_set"] = str(tmp_path / "golden.parquet")
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(changed))
-    snakemake("--cores", "2", "-d", str(tmp_path), "--configfile", str(path))
-    assert (tmp_path / "results/generate/ckpt=checkpoint-100/task=t2a/mode=free/part-001.parquet").exists()
+    proc = snakemake("--cores", "2", "-d", str(tmp_path), "--configfile", str(path))
+    # the earlier plan's shards leave the datasets a user browses, and are kept under results/.stale
+    stale = "results/generate/ckpt=checkpoint-100/task=t2a/mode=free/part-001.parquet"
+    assert not (tmp_path / stale).exists() and (tmp_path / "results/.stale" / stale.removeprefix("results/")).exists()
+    assert f"{stale} is not in the current plan" in proc.stderr
+    assert len(pd.read_parquet(tmp_path / "results/generate/ckpt=checkpoint-100/task=t2a")) == 2 * 10
+    assert not (tmp_path / "results/ablate/ckpt=checkpoint-100/task=i2t").exists()
     report = json.loads((tmp_path / "results/report/ckpt=checkpoint-100/gates.json").read_text())
     gates = {g["gate"]: g for g in report["gates"]}
     for gate in ("P0.2", "P0.3", "P1.1", "P1.3"):

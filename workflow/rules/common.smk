@@ -23,6 +23,7 @@ from mmgate.zoo import zoo_files
 from mmgate.io import read_parquet
 from mmgate.report import report_inputs as _report_inputs, verdict_config
 from mmgate.runend import when_nothing_to_do
+from mmgate.stale import move_stale
 from mmgate.scripting import pin_library, start_run
 from mmgate.tasks import MODES, READ_TASKS, TASKS, WRITE_TASKS
 
@@ -127,8 +128,23 @@ def report_skipped():
 
 def end_successful_run():
     """onsuccess, and the end of a run with nothing to do (which calls no onsuccess)."""
+    move_stale(
+        "results",
+        CHECKPOINTS,
+        planned_shards(),
+        log=lambda line: print(line, file=sys.stderr),
+    )
     report_skipped()
     print_verdicts(failed=False)
+
+
+def planned_shards():
+    """The shard ids of this run's plan by stage and task (what results/.stale/ is kept apart from)."""
+    generation = {
+        t: set(shards(t, generation=True)) for t in WRITE_TASKS if n_samples(t)
+    }
+    ablation = {t: set(shards(t)) for t in TASKS if n_samples(t)}
+    return {"generate": generation, "decode": generation, "ablate": ablation}
 
 
 STAGE2_SHARDS = expand_paths(config["stage2"].get("shards"))

@@ -1,0 +1,63 @@
+"""Shards of an earlier plan leave the datasets a user browses, and nothing computed is deleted."""
+
+import pandas as pd
+
+from mmgate.io import write_parquet
+from mmgate.stale import move_stale
+
+PLAN = {"generate": {"t2a": {"000"}}, "decode": {"t2a": {"000"}}, "ablate": {"t2a": {"000"}, "a2t": {"000"}}}
+
+
+def shard(root, relpath, ids):
+    write_parquet(pd.DataFrame({"sample_id": ids}), root / relpath, {})
+    return root / relpath
+
+
+def earlier_run(root):
+    """A results tree of a golden set twice as large, with an i2t task the current one lacks."""
+    for part, ids in (("000", ["a0", "a1"]), ("001", ["a2", "a3"])):
+        for mode in ("free", "constrained"):
+            shard(root, f"results/generate/ckpt=good/task=t2a/mode={mode}/part-{part}.parquet", ids)
+        shard(root, f"results/decode/ckpt=good/task=t2a/part-{part}.parquet", ids)
+        (root / f"results/decode/ckpt=good/task=t2a/part-{part}").mkdir()
+        (root / f"results/decode/ckpt=good/task=t2a/part-{part}/{ids[0]}.wav").write_bytes(b"RIFF")
+        shard(root, f"results/ablate/ckpt=good/task=t2a/part-{part}.parquet", ids)
+    shard(root, "results/ablate/ckpt=good/task=i2t/part-000.parquet", ["i0"])
+    shard(root, "results/ablate/ckpt=good/task=i2t/summary.parquet", ["i0"])
+    shard(root, "results/fingerprint/ckpt=good/task=t2a/fingerprints.parquet", ["a0", "a1"])
+
+
+def test_shards_of_an_earlier_plan_move_under_stale_with_their_paths(tmp_path):
+    earlier_run(tmp_path)
+    lines = []
+    moved = move_stale(tmp_path / "results", ["good"], PLAN, log=lines.append)
+    stale = tmp_path / "results/.stale"
+    assert (stale / "generate/ckpt=good/task=t2a/mode=free/part-001.parquet").exists()
+    assert (stale / "decode/ckpt=good/task=t2a/part-001/a2.wav").exists()  # the media go with their shard
+    assert (stale / "ablate/ckpt=good/task=i2t/summary.parquet").exists()  # a task no longer held: its folder
+    assert len(moved) == len(lines) == 6 and all("not in the current plan" in line for line in lines)
+
+
+def test_after_the_move_each_dataset_holds_the_planned_shards_only(tmp_path):
+    earlier_run(tmp_path)
+    move_stale(tmp_path / "results", ["good"], PLAN, log=lambda line: None)
+    generated = pd.read_parquet(tmp_path / "results/generate")
+    assert sorted(generated["sample_id"]) == ["a0", "a0", "a1", "a1"]
+    assert (tmp_path / "results/decode/ckpt=good/task=t2a/part-000/a0.wav").exists()
+    assert (tmp_path / "results/fingerprint/ckpt=good/task=t2a/fingerprints.parquet").exists()
+
+
+def test_checkpoints_outside_the_plan_are_left_alone(tmp_path):
+    earlier_run(tmp_path)
+    assert move_stale(tmp_path / "results", ["other"], PLAN, log=lambda line: None) == []
+    assert (tmp_path / "results/generate/ckpt=good/task=t2a/mode=free/part-001.parquet").exists()
+
+
+def test_a_second_move_replaces_an_older_stale_copy(tmp_path):
+    earlier_run(tmp_path)
+    move_stale(tmp_path / "results", ["good"], PLAN, log=lambda line: None)
+    earlier_run_again = tmp_path / "results/decode/ckpt=good/task=t2a/part-001"
+    earlier_run_again.mkdir()
+    shard(tmp_path, "results/decode/ckpt=good/task=t2a/part-001.parquet", ["a9"])
+    move_stale(tmp_path / "results", ["good"], PLAN, log=lambda line: None)
+    assert not earlier_run_again.exists() and (tmp_path / "results/.stale/decode/ckpt=good/task=t2a/part-001").is_dir()
