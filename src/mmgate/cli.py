@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--tensorboard", metavar="DIR", help="write event files under DIR/<training run>/ "
                         "(needs the tensorboard package)")
     export.add_argument("--wandb", metavar="PROJECT", help="log to this W&B project, one run per training run "
-                        "(needs the wandb package and a login, or WANDB_MODE=offline)")
+                        "(needs the wandb package and a login; an offline run is not resumed, so exporting again repeats points)")
     export.add_argument("--media", type=int, default=2, metavar="N", help="decoded outputs per write task and "
                         "checkpoint, those with a problem first (default: %(default)s)")
     export.add_argument("--allow-no-step", action="store_true", help="also export checkpoints whose report has no "
