@@ -2,7 +2,8 @@
 removed-mass tracking generate_rows uses), and the restricted-head decoder (mmgate.restricted, its
 removed mass measured every 16th step and at the span's first step, with the steps where the
 constraint overrode the model's top choice flagged), side by side in one run, with ratios; and
-the same decoder without the first-step measurement and the flags, to time what they cost.
+the same decoder without the first-step measurement and the flags, to time what they cost; and the
+decoder with the per-step progress beat of a job's log (mmgate.constrain.StepBeat), to time that.
 
 Models: (a) the demo checkpoint (resources/demo: a LoRA on a tiny Llama, 4,648 ids, 4 x 1024 audio
 codes), (b) a model shaped like Qwen2-0.5B (hidden 896, 24 layers, 14 heads, 2 KV heads, random
@@ -25,8 +26,9 @@ import torch
 from _machine import machine_line
 from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config
 
-from mmgate.constrain import ModalityConstraint
+from mmgate.constrain import ModalityConstraint, StepBeat
 from mmgate.loading import body_and_head, load_model
+from mmgate.progress import Progress
 from mmgate.restricted import RestrictedDecoder, RowHead
 from mmgate.tokenspace import TokenSpace
 
@@ -36,6 +38,8 @@ VARIANTS = ("hf_free", "hf_constrained", "restricted")
 # `restricted` measures the span's first step too and flags overridden top choices (P0.2 since they
 # hid a codebook-order mismatch); `restricted_before` is the decoder without either, to time them
 WHAT_P02_SEES = ("restricted_before",)
+# `restricted_progress`: the decoder with the progress beat every generate job runs (StepBeat)
+PROGRESS = ("restricted_progress",)
 
 
 def qwen_like_space(codebooks: int = 4, codes: int = 2048) -> TokenSpace:
@@ -77,9 +81,19 @@ def timed_run(model, variant: str, audio, prompt: torch.Tensor, steps: int, devi
                                     track_overridden=not before)
     sync(device)
     start = time.perf_counter()
+    stopping = None
+    if variant == "restricted_progress":  # as a job: a line at most every 30 s to a logger (here: one that drops it)
+        import logging
+
+        from transformers import StoppingCriteriaList
+
+        quiet = logging.getLogger("benchmark.progress")
+        quiet.disabled = True
+        stopping = StoppingCriteriaList([StepBeat(Progress(batch, "samples", quiet), width, steps)])
     with torch.inference_mode():
-        if variant in ("restricted", "restricted_before"):
-            out = RestrictedDecoder.for_model(model, config, constraint, measure_first=not before).generate(prompt, mask).sequences
+        if variant in ("restricted", "restricted_before", "restricted_progress"):
+            out = RestrictedDecoder.for_model(model, config, constraint, measure_first=not before).generate(
+                prompt, mask, stopping).sequences
         else:
             processors = [constraint] if variant == "hf_constrained" else []
             out = model.generate(prompt, attention_mask=mask, generation_config=config, logits_processor=processors)
@@ -114,6 +128,11 @@ def bench(name: str, model, audio, device: str, batch: int, steps: int, repeats:
         print(f"  first-step measurement and override flags: {100 * (statistics.median(paired) - 1):+.1f} % of "
               f"restricted generation time (median of {len(paired)} paired runs; spread "
               f"{100 * (min(paired) - 1):+.1f} to {100 * (max(paired) - 1):+.1f} %)")
+    if "restricted_progress" in median:
+        paired = [b / a for a, b in zip(speeds["restricted_progress"], speeds["restricted"])]
+        print(f"  progress beat (a job's log): {100 * (statistics.median(paired) - 1):+.1f} % of restricted generation "
+              f"time (median of {len(paired)} paired runs; spread {100 * (min(paired) - 1):+.1f} to "
+              f"{100 * (max(paired) - 1):+.1f} %)")
     return median
 
 
@@ -160,7 +179,7 @@ def main() -> None:
     parser.add_argument("--static-cache", action="store_true",
                         help="also time generate with a static KV cache (generation.static_cache; compiled on a GPU)")
     args = parser.parse_args()
-    variants = VARIANTS + WHAT_P02_SEES + (("hf_free_static", "hf_constrained_static") if args.static_cache else ())
+    variants = VARIANTS + WHAT_P02_SEES + PROGRESS + (("hf_free_static", "hf_constrained_static") if args.static_cache else ())
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     print(machine_line(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}, {args.dtype}"
