@@ -23,7 +23,7 @@ def earlier_run(root):
         (root / f"results/decode/ckpt=good/task=t2a/part-{part}/{ids[0]}.wav").write_bytes(b"RIFF")
         shard(root, f"results/ablate/ckpt=good/task=t2a/part-{part}.parquet", ids)
     shard(root, "results/ablate/ckpt=good/task=i2t/part-000.parquet", ["i0"])
-    shard(root, "results/ablate/ckpt=good/task=i2t/summary.parquet", ["i0"])
+    shard(root, "results/ablation_summary/ckpt=good/task=i2t/summary.parquet", ["i0"])
     shard(root, "results/fingerprint/ckpt=good/task=t2a/fingerprints.parquet", ["a0", "a1"])
 
 
@@ -34,8 +34,8 @@ def test_shards_of_an_earlier_plan_move_under_stale_with_their_paths(tmp_path):
     stale = tmp_path / "results/.stale"
     assert (stale / "generate/ckpt=good/task=t2a/mode=free/part-001.parquet").exists()
     assert (stale / "decode/ckpt=good/task=t2a/part-001/a2.wav").exists()  # the media go with their shard
-    assert (stale / "ablate/ckpt=good/task=i2t/summary.parquet").exists()  # a task no longer held: its folder
-    assert len(moved) == len(lines) == 6 and all("not in the current plan" in line for line in lines)
+    assert (stale / "ablation_summary/ckpt=good/task=i2t/summary.parquet").exists()  # a task no longer held
+    assert len(moved) == len(lines) == 7 and all("not in the current plan" in line for line in lines)
 
 
 def test_after_the_move_each_dataset_holds_the_planned_shards_only(tmp_path):
@@ -61,3 +61,14 @@ def test_a_second_move_replaces_an_older_stale_copy(tmp_path):
     shard(tmp_path, "results/decode/ckpt=good/task=t2a/part-001.parquet", ["a9"])
     move_stale(tmp_path / "results", ["good"], PLAN, log=lambda line: None)
     assert not earlier_run_again.exists() and (tmp_path / "results/.stale/decode/ckpt=good/task=t2a/part-001").is_dir()
+
+
+def test_summaries_of_the_layout_before_their_own_folders_leave_the_shard_datasets(tmp_path):
+    shard(tmp_path, "results/ablate/ckpt=good/task=t2a/part-000.parquet", ["a0"])
+    shard(tmp_path, "results/ablate/ckpt=good/task=t2a/summary.parquet", ["a0"])
+    shard(tmp_path, "results/fingerprint/ckpt=good/task=t2a/fingerprints.parquet", ["a0"])
+    shard(tmp_path, "results/fingerprint/ckpt=good/task=t2a/collapse.parquet", ["a0"])
+    move_stale(tmp_path / "results", ["good"], PLAN, log=lambda line: None)
+    assert sorted(p.name for p in (tmp_path / "results/ablate").rglob("*.parquet")) == ["part-000.parquet"]
+    assert sorted(p.name for p in (tmp_path / "results/fingerprint").rglob("*.parquet")) == ["fingerprints.parquet"]
+    assert (tmp_path / "results/.stale/fingerprint/ckpt=good/task=t2a/collapse.parquet").exists()

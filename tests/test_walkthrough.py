@@ -51,7 +51,7 @@ def test_generation_uses_its_subset_and_ablation_every_golden_row(walkthrough):
     assert provenance["generation_n"] == {"t2a": 32, "t2i": 32}
     assert provenance["golden_n"] == {"a2t": 256, "i2t": 256, "t2a": 256, "t2i": 256}
     generated = read_parquet(root / "results/generate/ckpt=checkpoint-60/task=t2a/mode=free/part-000.parquet")
-    scored = read_parquet(root / "results/ablate/ckpt=checkpoint-60/task=t2a/summary.parquet")
+    scored = read_parquet(root / "results/ablation_summary/ckpt=checkpoint-60/task=t2a/summary.parquet")
     assert len(generated) == 32 and int(scored["n"].iloc[0]) == 256
 
 

@@ -157,7 +157,7 @@ def test_generation_parquet_opens_with_duckdb_hive_partitioning(generated):
 
 @pytest.fixture(scope="module")
 def ablated(zoo_run):
-    targets = [f"results/ablate/ckpt={c}/task={t}/summary.parquet" for c in ("good", "deaf") for t in ("t2a", "t2i", "a2t", "i2t")]
+    targets = [f"results/ablation_summary/ckpt={c}/task={t}/summary.parquet" for c in ("good", "deaf") for t in ("t2a", "t2i", "a2t", "i2t")]
     frames = [read_parquet(zoo_run / t).assign(ckpt=t.split("ckpt=")[1].split("/")[0], task=t.split("task=")[1].split("/")[0])
               for t in targets]
     return pd.concat(frames).set_index(["ckpt", "task", "condition"])
@@ -226,7 +226,7 @@ def test_demo_good_decodes_every_constrained_generation_with_the_expected_format
 @pytest.mark.slow
 def test_demo_good_outputs_are_distinct_across_prompts(fingerprinted):
     for task in ("t2a", "t2i"):
-        summary = read_parquet(fingerprinted / f"results/fingerprint/ckpt=good/task={task}/collapse.parquet").iloc[0]
+        summary = read_parquet(fingerprinted / f"results/collapse/ckpt=good/task={task}/collapse.parquet").iloc[0]
         assert summary["n"] == N and not summary["collapsed"] and summary["unique_ratio"] == 1.0
 
 

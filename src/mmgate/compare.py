@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import gates as G
 from .io import read_parquet
+from .stages import summary_path
 from .tasks import TASK_MODALITY
 
 
@@ -118,9 +119,9 @@ def stage_tables(report: Mapping[str, Any], root: Path) -> dict[str, dict[str, p
         if generate:
             tables["generate"][task] = pd.concat([read_parquet(root / f).assign(mode="free" if "/mode=free/" in f else "constrained")
                                                   for f in generate], ignore_index=True)
-        collapse = [f for f in evidence.get("P1.3", []) if f"/task={task}/" in f]
-        if collapse and (root / collapse[0]).with_name("fingerprints.parquet").exists():
-            tables["fingerprint"][task] = read_parquet((root / collapse[0]).with_name("fingerprints.parquet"))
+        fingerprints = root / summary_path("fingerprint", str(report["checkpoint"]), task)
+        if any(f"/task={task}/" in f for f in evidence.get("P1.3", [])) and fingerprints.exists():
+            tables["fingerprint"][task] = read_parquet(fingerprints)
     return tables
 
 

@@ -18,7 +18,7 @@ from .checkpoints import checkpoint_step
 from .errors import MMGateError
 from .golden import generation_subset
 from .io import read_parquet
-from .stages import TABLES
+from .stages import TABLES, summary_path
 from .tasks import MODES, TASKS, WRITE_TASKS
 from .training import read_training_log
 
@@ -67,15 +67,14 @@ def report_inputs(ckpt: str, shards: Mapping[str, Sequence[str]], p01_passed: bo
             inputs[input_key("generate", task, mode)] = [
                 f"results/generate/ckpt={ckpt}/task={task}/mode={mode}/part-{s}.parquet" for s in parts]
         inputs[input_key("decode", task)] = [f"results/decode/ckpt={ckpt}/task={task}/part-{s}.parquet" for s in parts]
-        folder = f"results/fingerprint/ckpt={ckpt}/task={task}"
-        inputs[input_key("fingerprint", task)] = [f"{folder}/fingerprints.parquet"]
-        inputs[input_key("collapse", task)] = [f"{folder}/collapse.parquet"]
+        inputs[input_key("fingerprint", task)] = [summary_path("fingerprint", ckpt, task)]
+        inputs[input_key("collapse", task)] = [summary_path("collapse", ckpt, task)]
     for task in TASKS:
         parts = list(shards.get(task, []))
         if not parts:
             continue
         inputs[input_key("ablate", task)] = [f"results/ablate/ckpt={ckpt}/task={task}/part-{s}.parquet" for s in parts]
-        inputs[input_key("summary", task)] = [f"results/ablate/ckpt={ckpt}/task={task}/summary.parquet"]
+        inputs[input_key("summary", task)] = [summary_path("ablate", ckpt, task)]
     return inputs
 
 

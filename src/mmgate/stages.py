@@ -22,13 +22,32 @@ class StageTable:
     required: bool = True  # False: an optional input that a gate SKIPs without (the training log)
 
 
+# Where each per-task summary table lives: a folder of its own per table, so that reading a folder
+# (pandas, pyarrow, DuckDB) gives one table with one schema. Rules, report inputs and `mmgate diff`
+# all take the path from here.
+SUMMARY_PATHS: dict[str, str] = {
+    "fingerprint": "results/fingerprint/ckpt={ckpt}/task={task}/fingerprints.parquet",
+    "collapse": "results/collapse/ckpt={ckpt}/task={task}/collapse.parquet",
+    "ablate": "results/ablation_summary/ckpt={ckpt}/task={task}/summary.parquet",
+}
+
+
+def summary_path(table: str, ckpt: str, task: str) -> str:
+    """The file of a per-task summary table.
+
+        >>> summary_path("collapse", "good", "t2a")
+        'results/collapse/ckpt=good/task=t2a/collapse.parquet'
+    """
+    return SUMMARY_PATHS[table].format(ckpt=ckpt, task=task)
+
+
 TABLES: dict[str, StageTable] = {t.name: t for t in (
     StageTable("check", "the token_space rule: results/token_space/ckpt=<c>/check.parquet"),
     StageTable("generate", "the generate rule: results/generate/ckpt=<c>/task=<t>/mode=<m>/part-NNN.parquet"),
     StageTable("decode", "the decode rule: results/decode/ckpt=<c>/task=<t>/part-NNN.parquet"),
     StageTable("fingerprint", "the fingerprint rule: results/fingerprint/ckpt=<c>/task=<t>/fingerprints.parquet"),
-    StageTable("collapse", "the fingerprint rule: results/fingerprint/ckpt=<c>/task=<t>/collapse.parquet"),
+    StageTable("collapse", "the fingerprint rule: results/collapse/ckpt=<c>/task=<t>/collapse.parquet"),
     StageTable("ablate_rows", "the ablate rule: results/ablate/ckpt=<c>/task=<t>/part-NNN.parquet"),
-    StageTable("ablate", "the ablation_summary rule: results/ablate/ckpt=<c>/task=<t>/summary.parquet"),
+    StageTable("ablate", "the ablation_summary rule: results/ablation_summary/ckpt=<c>/task=<t>/summary.parquet"),
     StageTable("training", "report.training_log (optional: TD SKIPs without it)", required=False),
 )}

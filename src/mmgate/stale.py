@@ -16,6 +16,7 @@ a line each, so a browser sees the current plan only and nothing computed is del
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Mapping, Set
 
@@ -31,25 +32,37 @@ def is_stale(path: str | Path, planned: Mapping[str, Mapping[str, Set[str]]]) ->
     return unit.shard not in planned.get(unit.stage, {}).get(unit.task, set())
 
 
-SUMMARIES = {"fingerprint": "generate"}  # a stage of per-task summaries, and the stage whose plan it follows
+# folders of per-task summaries, the stage whose plan each follows, and the one file it holds
+SUMMARIES = {"fingerprint": ("generate", "fingerprints.parquet"), "collapse": ("generate", "collapse.parquet"),
+             "ablation_summary": ("ablate", "summary.parquet")}
+SHARD = re.compile(r"part-\d+(\.parquet)?$")  # a shard's parquet, or a decode shard's folder of outputs
 
 
 def stale_paths(results: str | Path, checkpoints: Iterable[str],
                 planned: Mapping[str, Mapping[str, Set[str]]]) -> list[Path]:
     """What the plan no longer makes under `results` for `checkpoints`: the folder of a task it no longer
-    holds (its shards and summaries), else each shard file (part-NNN.parquet) of no planned shard."""
+    holds, each shard file (part-NNN.parquet) of no planned shard, and a file a folder does not hold in
+    this layout (a summary from before summaries had folders of their own)."""
     results = Path(results)
     found = []
     for ckpt in checkpoints:
         for stage in (*STAGES, *SUMMARIES):
             folder = results / stage / f"ckpt={ckpt}"
-            tasks = planned.get(SUMMARIES.get(stage, stage), {})
+            follows, own = SUMMARIES.get(stage, (stage, None))
+            tasks = planned.get(follows, {})
             for task_dir in sorted(folder.glob("task=*")) if folder.is_dir() else []:
                 if not tasks.get(task_dir.name.split("=", 1)[1]):
                     found.append(task_dir)
-                elif stage in STAGES:
-                    found += [p for p in sorted(task_dir.rglob("part-*.parquet"))
-                              if is_stale(Path("results") / p.relative_to(results), planned)]
+                    continue
+                for path in sorted(task_dir.rglob("*")):
+                    if path.parent.name.startswith("part-"):
+                        continue  # a decode shard's outputs go with their shard
+                    if own is not None:
+                        found += [path] if path.is_file() and path.name != own else []
+                    elif not SHARD.match(path.name) and not path.name.startswith("mode="):
+                        found.append(path)  # e.g. results/ablate/.../summary.parquet of the earlier layout
+                    elif path.suffix == ".parquet" and is_stale(Path("results") / path.relative_to(results), planned):
+                        found.append(path)
     return found
 
 

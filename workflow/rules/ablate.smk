@@ -35,9 +35,7 @@ rule ablation_summary:
             shards="results/ablate/ckpt={{ckpt}}/task={task}/part-{shard}.parquet",
         ),
     output:
-        **per_task(
-            TASKS, summary="results/ablate/ckpt={{ckpt}}/task={task}/summary.parquet"
-        ),
+        **per_task(TASKS, summary=rule_path("ablate")),
     log:
         "logs/ablate/{ckpt}/summary.log",
     conda:

@@ -24,6 +24,7 @@ from mmgate.io import read_parquet
 from mmgate.report import report_inputs as _report_inputs, verdict_config
 from mmgate.runend import when_nothing_to_do
 from mmgate.stale import move_stale
+from mmgate.stages import SUMMARY_PATHS
 from mmgate.scripting import pin_library, start_run
 from mmgate.tasks import MODES, READ_TASKS, TASKS, WRITE_TASKS
 
@@ -136,6 +137,11 @@ def end_successful_run():
     )
     report_skipped()
     print_verdicts(failed=False)
+
+
+def rule_path(table):
+    """A per-task summary table's path (mmgate.stages) as a rule's per_task pattern: {ckpt} stays a wildcard."""
+    return SUMMARY_PATHS[table].replace("{ckpt}", "{{ckpt}}")
 
 
 def planned_shards():

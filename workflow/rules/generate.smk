@@ -64,8 +64,8 @@ rule fingerprint:
     output:
         **per_task(
             WRITE_TASKS,
-            table="results/fingerprint/ckpt={{ckpt}}/task={task}/fingerprints.parquet",
-            collapse="results/fingerprint/ckpt={{ckpt}}/task={task}/collapse.parquet",
+            table=rule_path("fingerprint"),
+            collapse=rule_path("collapse"),
         ),
     log:
         "logs/fingerprint/{ckpt}.log",
