@@ -88,6 +88,6 @@ def move_stale(results: str | Path, checkpoints: Iterable[str], planned: Mapping
                 log(f"mmgate: {source} is not in the current plan but could not be moved to {target} ({err})")
                 continue
             moved.append(target)
-            log(f"mmgate: {source} is not in the current plan (the golden set or the shard size changed): "
-                f"moved to {target}")
+            log(f"mmgate: {source} is not in the current plan (the golden set, the shard size or the results "
+                f"layout changed): moved to {target}")
     return moved
