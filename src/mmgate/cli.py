@@ -472,6 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
 
+    def reads_reports(parser: argparse.ArgumentParser) -> None:
+        """The arguments `inspect` and `check` share: which reports, and which checkpoints to judge."""
+        parser.add_argument("path", help="results/, results/report/ckpt=<name>/ or a checkpoint's name")
+        parser.add_argument("--results", default="results", help="results folder a checkpoint name refers to "
+                            "(default: %(default)s)")
+        parser.add_argument("--config", metavar="CONFIG.yaml", help="judge the checkpoints this config verifies "
+                            "(default: those of the last run, recorded under the results folder)")
+
     demo = command("demo", "build the offline demo models and data")
     demo.add_argument("--out", default="resources/demo", help="where to build it (default: %(default)s)")
     demo.add_argument("--golden-per-task", type=int, default=256, help="golden examples per task (default: %(default)s)")
@@ -493,26 +501,18 @@ def main(argv: list[str] | None = None) -> int:
     golden.add_argument("--token-space", required=True, help="the token_space.json its modality tokens must fit")
     golden.set_defaults(func=_golden)
     inspect = command("inspect", "summarise a results tree or one checkpoint's report")
-    inspect.add_argument("path", help="results/, results/report/ckpt=<name>/ or a checkpoint's name")
+    reads_reports(inspect)
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--all", action="store_true", help=f"every evidence file of each gate (default: the first "
                          f"{EVIDENCE_SHOWN}, those behind the verdict first)")
-    inspect.add_argument("--results", default="results", help="results folder a checkpoint name refers to "
-                         "(default: %(default)s)")
-    inspect.add_argument("--config", metavar="CONFIG.yaml", help="judge the checkpoints this config verifies (default: "
-                         "those of the last run, recorded under the results folder)")
     inspect.set_defaults(func=_inspect)
     check = command("check", "exit 0 when every P0 gate passes, 1 when one fails or is skipped, 2 when there is "
                              "no readable report (for training pipelines)")
-    check.add_argument("path", help="results/, results/report/ckpt=<name>/ or a checkpoint's name")
+    reads_reports(check)
     check.add_argument("--strict", action="store_true", help="also fail a P0 verdict that rests on too little evidence: "
                        "too few samples (N < gates.min_n), no free-mode run, or an interval that crosses its pass mark")
     check.add_argument("--require-free-compliance", action="store_true", help="also fail P0.2's WARN \"free runs need "
                        "constrained decoding\" (for a model that must stay in its modality without the constraint)")
-    check.add_argument("--results", default="results", help="results folder a checkpoint name refers to "
-                       "(default: %(default)s)")
-    check.add_argument("--config", metavar="CONFIG.yaml", help="judge the checkpoints this config verifies (default: "
-                       "those of the last run, recorded under the results folder)")
     check.set_defaults(func=_check)
     diff = command("diff", "compare two checkpoints' reports: verdict changes and metric deltas with intervals")
     diff.add_argument("a", help="the reference: a checkpoint name under RESULTS/report/, or its report folder")

@@ -358,7 +358,6 @@ def overall_line(report: Mapping[str, Any]) -> str:
 
 
 UNDECIDED = "straddles it"  # a note's words when a value passes but its interval crosses the pass mark
-EVIDENCE_KINDS = frozenset({"small_n", "no_free_run"})  # WARNs about the evidence, not about the model
 MODE_OF_KIND = {"free_violation": "free", "layout": "free", "constrained_violation": "constrained",
                 "removed_mass": "constrained", "overridden": "constrained"}  # which run a P0.2 miss comes from
 
