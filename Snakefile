@@ -11,8 +11,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/token_space.smk"
 include: "workflow/rules/generate.smk"
+include: "workflow/rules/decode.smk"
+include: "workflow/rules/fingerprint.smk"
+include: "workflow/rules/score.smk"
 include: "workflow/rules/ablate.smk"
-include: "workflow/rules/blocks.smk"
 include: "workflow/rules/report.smk"
 
 

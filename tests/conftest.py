@@ -202,3 +202,50 @@ def mini_shard_job(mini_demo, name: str, per_task: int, samples_per_shard: int):
     return ShardJob.from_files(mini_demo["root"] / "token_space.json", golden, checkpoint="mini", task="t2a", shard=0,
                                samples_per_shard=samples_per_shard, ckpt_dir=str(mini_demo["ckpt"]),
                                model_config={"base": str(mini_demo["stage3"]), "dtype": "float32", "device": "cpu"})
+
+
+def browsing_problems(results: Path) -> list[str]:
+    """What a user browsing `results` would trip on, per folder of the catalogue (mmgate.stages): a file
+    that is not a parquet of the stage, a file whose schema is not its stage's, or a reader (pandas,
+    DuckDB with hive partitioning) that does not return exactly the rows of the folder's files."""
+    import duckdb
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from mmgate.stages import STAGES
+
+    problems = []
+    for stage in STAGES.values():
+        folder = results / stage.folder
+        if not folder.is_dir():
+            continue
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        problems += [f"{p}: not a file of {stage.name}" for p in files if stage.parse(p) is None]
+        rows = 0
+        for path in (p for p in files if stage.parse(p) is not None):
+            schema = pq.read_schema(path)
+            if not schema.remove_metadata().equals(stage.schema):
+                problems.append(f"{path}: schema {schema.names} is not {stage.name}'s {list(stage.columns)}")
+            rows += pq.read_metadata(path).num_rows
+        try:
+            frame = pd.read_parquet(folder)
+        except Exception as err:  # pyarrow's errors, and pandas' own
+            problems.append(f"pandas cannot read {folder}: {type(err).__name__}: {err}")
+            continue
+        if len(frame) != rows:
+            problems.append(f"pandas reads {len(frame)} rows from {folder}, its files hold {rows}")
+        if set(stage.keys) - {"shard"} - set(frame.columns):
+            problems.append(f"pandas reads no partition column(s) {set(stage.keys) - {'shard'} - set(frame.columns)} from {folder}")
+        glob = f"{folder}/**/*.parquet" if "/" in stage.file else f"{folder}/*.parquet"
+        table = f"read_parquet('{glob}', hive_partitioning = true)"  # the README's query, without union_by_name
+        try:
+            counted = duckdb.sql(f"select count(*) from {table}").fetchall()[0][0]
+            columns = duckdb.sql(f"select * from {table} limit 0").columns
+        except duckdb.Error as err:
+            problems.append(f"DuckDB cannot read {glob}: {err}")
+            continue
+        if counted != rows:
+            problems.append(f"DuckDB counts {counted} rows in {glob}, its files hold {rows}")
+        if not set(stage.columns) <= set(columns):
+            problems.append(f"DuckDB reads {columns} from {glob}, missing {sorted(set(stage.columns) - set(columns))}")
+    return problems

@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import BIN, CONFIG, REPO, golden_subset, snakemake
+from conftest import BIN, CONFIG, REPO, browsing_problems, golden_subset, snakemake
 
 from mmgate.io import read_parquet
+from mmgate.stages import STAGES
 
 SLURM_PROFILE = REPO / "profiles" / "slurm-local"
 
@@ -38,6 +39,17 @@ def scheduled_outputs(output: str) -> list[str]:
     return re.findall(r"^\s+output: (.+)$", output, re.M)
 
 
+GPU_STAGES = ("generate", "ablate", "decode")
+
+
+def block_jobs(counts, *stages: str) -> dict[str, int]:
+    """The jobs (per rule) of the block rules `<stage>_block_NNN` of `stages` (default: every GPU stage)
+    among `counts`, a dict of jobs per rule or a set of rule names (then 1 each)."""
+    counts = counts if isinstance(counts, dict) else dict.fromkeys(counts, 1)
+    pattern = re.compile(rf"(?:{'|'.join(stages or GPU_STAGES)})_block_\d{{3}}")
+    return {rule: n for rule, n in counts.items() if pattern.fullmatch(rule)}
+
+
 PER_TASK, PER_SHARD = 32, 16  # small golden set, two shards per task: scheduling is what these tests are about
 
 
@@ -54,7 +66,7 @@ def data_config(tmp_path: Path, demo: Path, per_task: int | None = PER_TASK, **c
     if per_task:
         config["gates"]["min_n"] = per_task
         config["sharding"]["samples_per_shard"] = PER_SHARD
-    config["sharding"]["shards_per_job"] = 1  # a job per shard: these tests are about the shard jobs
+    config["sharding"]["shards_per_job"] = 1  # a block (a job) per shard: these tests are about the shard jobs
     config.update(changes)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -99,9 +111,9 @@ def test_demo_through_real_sbatch_jobs_requests_gpus_and_matches_a_local_run(dem
     assert {"token_space_stage2", "token_space", *blocks, "fingerprint", "ablation_summary",
             "report", "trend"} <= set(by_rule), jobs
     # 4 generation shards (2 tasks x 2 modes) and 4 ablation shards (4 tasks), one shard each: a job and one model
-    # load per stage, and no job of a one-shard rule; the profile's block entries (gpu_model) reach them
+    # load per stage, no other block; the profile's block entries (gpu_model) reach them
     assert all(len(by_rule[rule]) == 1 for rule in blocks), jobs
-    assert not {"generate", "ablate", "decode", "generate_block_001", "ablate_block_001"} & set(by_rule), jobs
+    assert set(block_jobs(set(by_rule))) == set(blocks), jobs
     for rule in blocks:
         for tres, state, submit in by_rule[rule]:
             assert "gres/gpu=1" in tres and "--gpus=fake:1" in submit and state == "COMPLETED", (tres, submit)
@@ -110,7 +122,7 @@ def test_demo_through_real_sbatch_jobs_requests_gpus_and_matches_a_local_run(dem
         assert "gres/gpu" not in tres and "-A mmgate" in submit and state == "COMPLETED"
     good = json.loads((tmp_path / "results/report/ckpt=good/gates.json").read_text())
     assert all(g["verdict"] in ("PASS", "WARN") for g in good["gates"] if g["gate"].startswith("P0")), good["gates"]
-    # the same tokens and losses as a local run of the same config, one job per shard
+    # the same tokens and losses as a local run of the same config, a block (a job) per shard
     targets = ["results/generate/ckpt=good/task=t2a/mode=constrained/part-000.parquet",
                "results/ablate/ckpt=good/task=a2t/part-000.parquet"]
     local = tmp_path / "local"
@@ -181,15 +193,16 @@ def test_editing_library_or_script_code_schedules_no_gpu_job_under_the_slurm_pro
     workdir, config, _ = complete_run
     copy = tmp_path / "repo"
     shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".venv", ".git", "results", "resources", ".snakemake", "logs", "__pycache__"))
-    for path in (copy / "workflow/scripts/generate.py", copy / "workflow/scripts/ablate.py", copy / "src/mmgate/generation.py"):
+    for path in (copy / "workflow/scripts/lm_block.py", copy / "workflow/scripts/decode_block.py",
+                 copy / "src/mmgate/generation.py"):
         path.write_text(path.read_text() + "\n# an edit that changes the code\n")
     with_profile = scheduled(dry(workdir, config, slurm_triggers=True, snakefile=copy / "Snakefile"))
-    assert not {"generate", "ablate", "decode"} & set(with_profile), with_profile
+    assert not block_jobs(with_profile), with_profile
     # both profiles leave `code` out; asked for, the code trigger does rerun them
     with_code = scheduled(dry(workdir, config, "--rerun-triggers", "mtime", "input", "params", "code",
                               snakefile=copy / "Snakefile"))
-    assert with_code.get("generate") and with_code.get("ablate")
-    assert not {"generate", "ablate", "decode"} & set(scheduled(dry(workdir, config, snakefile=copy / "Snakefile")))
+    assert block_jobs(with_code, "generate") and block_jobs(with_code, "ablate") and block_jobs(with_code, "decode")
+    assert not block_jobs(scheduled(dry(workdir, config, snakefile=copy / "Snakefile")))
 
 
 @pytest.mark.slow
@@ -200,8 +213,12 @@ def test_changing_a_generation_setting_reruns_generation_and_its_dependents_only
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(changed))
     counts = scheduled(dry(workdir, path, slurm_triggers=True))
-    assert set(counts) == {"generate", "decode", "fingerprint", "report", "trend", "verdicts", "all"}, counts
-    assert counts["generate"] == 2 * 2 * 2
+    blocks = block_jobs(counts)
+    assert set(counts) - set(blocks) == {"fingerprint", "report", "trend", "verdicts", "all"}, counts
+    assert not block_jobs(counts, "ablate"), counts
+    # a block per shard: 2 write tasks x 2 modes x 2 shards, and their 2 x 2 constrained ones decoded
+    assert sum(block_jobs(counts, "generate").values()) == len(block_jobs(counts, "generate")) == 2 * 2 * 2, counts
+    assert sum(block_jobs(counts, "decode").values()) == len(block_jobs(counts, "decode")) == 2 * 2, counts
 
 
 @pytest.mark.slow
@@ -213,13 +230,13 @@ def test_a_generation_job_killed_mid_shard_leaves_no_parquet_and_the_next_run_fi
     cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), target, "--cores", "2", "-d", str(tmp_path),
            "--configfile", str(config)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    log = tmp_path / "logs/generate/good/t2a/free/part-000.log"
+    logs = tmp_path / "logs/blocks/good"  # the log of the block (of one shard) that writes the target
     deadline = time.time() + 300
-    while time.time() < deadline and not log.exists():  # the job's script has started
+    while time.time() < deadline and not list(logs.glob("generate_block_*.log")):  # the job's script has started
         time.sleep(0.2)
     time.sleep(6)  # the model is loaded and batches are running (the shard takes ~15 s)
     session = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    job = [int(pid) for pid in session if "generate.py" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    job = [int(pid) for pid in session if "lm_block.py" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
     assert job, "the generation job was not running"
     os.kill(job[0], signal.SIGKILL)  # the job dies as on preemption; Snakemake itself survives and gives up
     assert proc.wait(timeout=120) != 0
@@ -239,7 +256,8 @@ def test_a_corrupt_parquet_left_by_hand_is_reported_with_the_fix(complete_run, t
         proc = snakemake("results/decode/ckpt=checkpoint-100/task=t2i/part-001.parquet", "--cores", "1", "-d", str(workdir),
                          "--configfile", str(config), check=False)
         assert proc.returncode != 0
-        log = (workdir / "logs/decode/checkpoint-100/t2i/part-001.log").read_text()
+        [block] = set(re.findall(r"^(?:local)?rule (decode_block_\d{3}):", proc.stdout + proc.stderr, re.M))  # the one that ran
+        log = (workdir / f"logs/blocks/checkpoint-100/{block}.log").read_text()
         assert f"{part.relative_to(workdir)}: not a readable parquet file" in log and "Delete it and rerun" in log
     finally:
         part.write_bytes(backup)
@@ -270,13 +288,13 @@ def test_a_checkpoint_failing_p01_gets_a_failing_report_no_gpu_job_and_a_trend_r
     (bad / "token_space.sha256").write_text("0" * 64 + "\n")
     try:
         proc = snakemake("--cores", "2", "-d", str(workdir), "--configfile", str(config))
-        assert "rule generate" not in proc.stdout + proc.stderr
+        assert "rule generate_block_" not in proc.stdout + proc.stderr
         assert not (workdir / "results/generate/ckpt=checkpoint-300").exists()
         report = json.loads((workdir / "results/report/ckpt=checkpoint-300/gates.json").read_text())
         verdicts = {g["gate"]: g["verdict"] for g in report["gates"]}
         assert verdicts["P0.1"] == "FAIL" and {v for g, v in verdicts.items() if g != "P0.1"} == {"SKIP"}
         assert report["overall"] == "not valid" and "checkpoint checkpoint-300" in report["gates"][0]["reasons"][0]
-        trend = read_parquet(workdir / "results/report/trend.parquet")
+        trend = read_parquet(workdir / STAGES["trend"].path())
         assert "checkpoint-300" in set(trend["checkpoint"])
         assert cli(["check", str(workdir / "results")]) == 1
         assert cli(["check", str(workdir / "results/report/ckpt=checkpoint-100")]) == 0
@@ -307,6 +325,7 @@ def test_a_shrunken_golden_set_gives_verdicts_on_the_new_samples_only(complete_r
     assert not (tmp_path / stale).exists() and (tmp_path / "results/.stale" / stale.removeprefix("results/")).exists()
     assert f"{stale} is not in the current plan" in proc.stderr
     assert len(pd.read_parquet(tmp_path / "results/generate/ckpt=checkpoint-100/task=t2a")) == 2 * 10
+    assert not browsing_problems(tmp_path / "results")  # every folder still one table of its stage
     assert not (tmp_path / "results/ablate/ckpt=checkpoint-100/task=i2t").exists()
     report = json.loads((tmp_path / "results/report/ckpt=checkpoint-100/gates.json").read_text())
     gates = {g["gate"]: g for g in report["gates"]}
@@ -351,7 +370,7 @@ def test_rerunning_p01_with_the_same_result_reruns_no_gpu_job(complete_run):
     write_parquet(read_parquet(shard), shard, {**read_provenance(shard), "rewritten": True})
     proc = snakemake("--cores", "2", "-d", str(workdir), "--configfile", str(config))
     ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr, re.M))
-    assert {"token_space_stage2", "token_space"} <= ran and not {"generate", "ablate", "decode"} & ran, ran
+    assert {"token_space_stage2", "token_space"} <= ran and not block_jobs(ran), ran
 
 
 @pytest.mark.slow
@@ -366,7 +385,7 @@ def test_a_deleted_shard_is_made_again_by_asking_for_it(complete_run):
     try:
         proc = snakemake(target, "-n", "-d", str(workdir), "--configfile", str(config))  # the target before --configfile
         counts = scheduled(proc.stdout + proc.stderr)
-        assert counts.get("decode") == 1 and not {"generate", "ablate"} & set(counts), counts
+        assert list(block_jobs(counts).values()) == [1] and block_jobs(counts, "decode"), counts
     finally:
         part.write_bytes(backup)
         os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns))

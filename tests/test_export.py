@@ -12,6 +12,7 @@ from PIL import Image
 from mmgate.cli import main as cli
 from mmgate.fingerprint import read_wav
 from mmgate.io import write_parquet, write_text
+from mmgate.stages import STAGES
 
 pytest.importorskip("tensorboard")
 
@@ -23,9 +24,11 @@ def write_checkpoint(root, name, step, run, end_rate, verdict="PASS", failed=Non
 
     decode = {}
     for task, suffix in (("t2a", "wav"), ("t2i", "png")):
-        folder = root / f"results/decode/ckpt={name}/task={task}"
-        for i in range(3):
-            path = folder / f"part-000/{task}-{i}.{suffix}"
+        table = STAGES["decode"].path(ckpt=name, task=task, shard="000")
+        media = STAGES["decode"].media_path(ckpt=name, task=task, shard="000")
+        files = [f"{media}/{task}-{i}.{suffix}" for i in range(3)]
+        for i, file in enumerate(files):
+            path = root / file
             path.parent.mkdir(parents=True, exist_ok=True)
             if suffix == "wav":
                 write_wav(path, np.sin(np.arange(800)[None] / (3 + i)).astype(np.float32) * 0.5, 8000)
@@ -34,9 +37,9 @@ def write_checkpoint(root, name, step, run, end_rate, verdict="PASS", failed=Non
         ids = [f"{task}-{i}" for i in range(3)]
         frame = pd.DataFrame({"sample_id": ids, "ok": [i not in (failed or {}) for i in ids],
                               "reason": [(failed or {}).get(i) for i in ids],
-                              "file": [f"part-000/{task}-{i}.{suffix}" for i in range(3)]})
-        write_parquet(frame, folder / "part-000.parquet", {})
-        decode[task] = f"results/decode/ckpt={name}/task={task}/part-000.parquet"
+                              "file": [f.removeprefix("results/") for f in files]})  # relative to results/
+        write_parquet(frame, root / table, {}, STAGES["decode"])
+        decode[task] = table
     golden = root / "golden.jsonl"
     golden.write_text("".join(json.dumps({"sample_id": f"{task}-{i}", "task": task, "prompt": f"prompt of {task}-{i}"}) + "\n"
                               for task in ("t2a", "t2i") for i in range(3)))
@@ -73,7 +76,7 @@ def test_tensorboard_export_carries_a_few_decoded_outputs(tmp_path):
     assert tags["audio"] == ["t2a/t2a-0", "t2a/t2a-1"] and tags["images"] == ["t2i/t2i-0", "t2i/t2i-1"]
     audio = events(tmp_path / "tb" / "run-a").Audio("t2a/t2a-0")[0]
     assert audio.sample_rate == 8000 and audio.length_frames == read_wav(
-        tmp_path / "results/decode/ckpt=checkpoint-500/task=t2a/part-000/t2a-0.wav")[0].shape[1]
+        tmp_path / "results/media/ckpt=checkpoint-500/task=t2a/part-000/t2a-0.wav")[0].shape[1]
 
 
 def test_unrelated_training_runs_get_runs_of_their_own(tmp_path):

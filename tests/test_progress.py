@@ -201,7 +201,7 @@ def test_a_generate_ablate_and_decode_block_log_their_progress_over_all_their_sh
     assert not re.search(r"generate t2a/\w+: +\d+%\|", capfd.readouterr().err)  # no more tqdm bar on stderr
 
 
-def test_a_one_shard_generate_job_names_its_shard_and_writes_no_bar_to_stderr(base_job, tmp_path, caplog, capfd):
+def test_a_generate_block_of_one_shard_names_its_shard_and_writes_no_bar_to_stderr(base_job, tmp_path, caplog, capfd):
     from mmgate.blocks import Unit, run_lm_units
     from mmgate.demo import DEFAULT_TEMPLATES
     from mmgate.generation import GenerationSettings

@@ -319,7 +319,8 @@ def test_a_snakemake_run_ends_with_every_checkpoints_verdict(zoo_run):
 def zoo_page(zoo_run, ckpt, monkeypatch):
     """The report page of one zoo checkpoint, rebuilt from its stage files (read only, never written)."""
     from mmgate.golden import read_golden
-    from mmgate.report import build, report_inputs
+    from mmgate.report import build
+    from mmgate.tables import report_inputs
 
     monkeypatch.chdir(zoo_run)  # the reports' inputs are relative to the working directory
     shards = {task: sorted(p.stem.split("-", 1)[1] for p in (zoo_run / f"results/ablate/ckpt={ckpt}/task={task}").glob("part-*.parquet"))

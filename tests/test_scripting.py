@@ -9,7 +9,7 @@ from mmgate.scripting import RUN_ID, run
 
 
 def job(tmp_path):
-    return SimpleNamespace(log=[str(tmp_path / "job.log")], rule="generate")
+    return SimpleNamespace(log=[str(tmp_path / "job.log")], rule="generate_block_000")
 
 
 def failing(calls):

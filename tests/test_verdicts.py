@@ -10,7 +10,8 @@ from mmgate import gates as G
 from mmgate.cli import main as cli
 from mmgate.io import strict_json, write_parquet, write_text
 from mmgate.render import render_report
-from mmgate.report import StaleResultError, build, report_inputs
+from mmgate.report import build
+from mmgate.tables import StaleResultError, report_inputs
 from mmgate.training import read_training_log, training_criteria
 
 
@@ -39,7 +40,7 @@ def test_report_inputs_declare_every_stage_file_of_each_task():
     assert inputs["decode_t2a"][1] == "results/decode/ckpt=good/task=t2a/part-001.parquet"
     assert inputs["fingerprint_t2a"] == ["results/fingerprint/ckpt=good/task=t2a/fingerprints.parquet"]
     assert inputs["ablate_a2t"] == ["results/ablate/ckpt=good/task=a2t/part-000.parquet"]
-    assert inputs["summary_a2t"] == ["results/ablation_summary/ckpt=good/task=a2t/summary.parquet"]
+    assert inputs["ablation_summary_a2t"] == ["results/ablation_summary/ckpt=good/task=a2t/summary.parquet"]
     assert not any("t2i" in key for key in inputs)  # a task absent from the golden set plans nothing
 
 

@@ -12,6 +12,7 @@ import yaml
 from conftest import BIN, REPO, TEST_PER_TASK, snakemake, stage2_shard
 
 from mmgate.io import read_parquet, read_provenance, write_parquet
+from mmgate.stages import STAGES
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -292,7 +293,7 @@ def test_mmgate_check_passes_good_and_fails_deaf(reported):
 
 @pytest.mark.slow
 def test_trend_holds_every_checkpoint(reported):
-    trend = read_parquet(reported / "results/report/trend.parquet")
+    trend = read_parquet(reported / STAGES["trend"].path())
     assert {"good", "deaf"} <= set(trend["checkpoint"]) and {"P0.4", "P1.1"} <= set(trend["gate"])
 
 
@@ -399,19 +400,26 @@ def test_generation_is_planned_over_its_subset_and_ablation_over_every_row(user_
     snakemake("--cores", "1", "results/token_space/ckpt=mine/check.parquet", *run)  # P0.1 first, as a run would
     out = snakemake("-n", *run).stdout
     counts = job_counts(out)
-    # 8 golden rows per task: generation 3 of them (2 shards per write task and mode), ablation all 8 (4 shards)
-    assert (counts["generate"], counts["decode"], counts["ablate"]) == (2 * 2 * 2, 2 * 2, 4 * 4), counts
+    # 8 golden rows per task: generation 3 of them (2 shards per write task and mode), ablation all 8 (4 shards),
+    # a block (a job) per shard
+    assert {rule: n for rule, n in counts.items() if "_block_" in rule} == {
+        **{f"generate_block_{i:03d}": 1 for i in range(2 * 2 * 2)}, **{f"decode_block_{i:03d}": 1 for i in range(2 * 2)},
+        **{f"ablate_block_{i:03d}": 1 for i in range(4 * 4)}}, counts
     # model.gpus is what each model job asks for; decoding needs one
     jobs = re.findall(r"^(?:local)?rule (\w+):.*?resources: ([^\n]*)", out, re.M | re.S)
-    gpus = {rule: re.search(r"gpu=(\d+)", resources).group(1) for rule, resources in jobs if "gpu=" in resources}
-    assert gpus == {"generate": "2", "ablate": "2", "decode": "1"}, gpus
+    gpus = {}
+    for rule, resources in jobs:
+        if "gpu=" in resources:
+            gpus.setdefault(re.sub(r"_block_\d+$", "", rule), set()).add(re.search(r"gpu=(\d+)", resources).group(1))
+    assert gpus == {"generate": {"2"}, "ablate": {"2"}, "decode": {"1"}}, gpus
+    others = {rule: n for rule, n in counts.items() if "_block_" not in rule and rule != "total"}
     # the same shards in blocks of up to 5 per stage: 8 generation shards in 2, 16 ablation shards in 4, 4 decode in 1
     out = snakemake("-n", *run, "--config", "sharding={samples_per_shard: 2, shards_per_job: 5}").stdout
     counts = job_counts(out)
     assert {rule: n for rule, n in counts.items() if "block" in rule} == {
         "generate_block_000": 1, "generate_block_001": 1, **{f"ablate_block_{i:03d}": 1 for i in range(4)},
         "decode_block_000": 1}, counts
-    assert not {"generate", "ablate", "decode"} & set(counts)
+    assert {rule: n for rule, n in counts.items() if "_block_" not in rule and rule != "total"} == others, counts
 
 
 COUNTING_DRIVER = '''

@@ -29,15 +29,16 @@ import pandas as pd
 from .errors import MMGateError
 from .heads import head_path
 from .settings import FromConfig
+from .tasks import CONDITION_TABLE, CORRECT, EMPTY, NOISE, READ_TASKS, SHUFFLED, TASK_CONDITIONS, WRITE_TASKS, ZERO
 from .templates import PromptTemplate
-from .tokenspace import READ_TASKS, WRITE_TASKS, TokenSpace
+from .tokenspace import TokenSpace
 
 if TYPE_CHECKING:
     from .progress import Progress
     from .shardjob import ShardJob
 
-CONDITIONS = {"t2a": ("correct", "shuffled", "empty"), "t2i": ("correct", "shuffled", "empty"),
-              "a2t": ("correct", "shuffled", "zero", "noise"), "i2t": ("correct", "shuffled", "zero", "noise")}
+CONDITIONS = TASK_CONDITIONS  # per task, the names of the conditions it is scored under (mmgate.tasks)
+DISTINCT = frozenset(c.name for c in CONDITION_TABLE if c.distinct)  # inputs that may never equal the correct one
 
 
 class AblationIntegrityError(MMGateError):
@@ -93,9 +94,9 @@ def build_conditions(rows: pd.DataFrame, task: str, template: PromptTemplate, to
         perm = derangement(prompts, seed)
         for i, row in enumerate(rows.itertuples()):
             target = [int(t) for t in row.modality_tokens] + [modality.end_id]
-            out["correct"].append(Scored(template.encode(prompt=row.prompt), target))
-            out["shuffled"].append(Scored(template.encode(prompt=prompts[perm[i]]), target))
-            out["empty"].append(Scored(template.encode(prompt=neutral_prompt), target))
+            out[CORRECT].append(Scored(template.encode(prompt=row.prompt), target))
+            out[SHUFFLED].append(Scored(template.encode(prompt=prompts[perm[i]]), target))
+            out[EMPTY].append(Scored(template.encode(prompt=neutral_prompt), target))
     elif task in READ_TASKS:
         tokens = [np.asarray(t, dtype=np.int64) for t in rows["modality_tokens"]]
         perm = derangement([t.tobytes() for t in tokens], seed)
@@ -106,10 +107,14 @@ def build_conditions(rows: pd.DataFrame, task: str, template: PromptTemplate, to
             slots = modality.slot_of_id(tokens[i])
             zero = modality.range_starts[slots]
             noise = zero + rng.integers(modality.codebook_size, size=slots.size)
-            for condition, ids in (("correct", tokens[i]), ("shuffled", tokens[perm[i]]), ("zero", zero), ("noise", noise)):
+            for condition, ids in ((CORRECT, tokens[i]), (SHUFFLED, tokens[perm[i]]), (ZERO, zero), (NOISE, noise)):
                 out[condition].append(Scored(template.encode(modality_ids=ids), target))
     else:
         raise ValueError(f"unknown task {task!r}")
+    unbuilt = [condition for condition, scored in out.items() if len(scored) != len(rows)]
+    if unbuilt:
+        raise MMGateError(f"mmgate.tasks declares condition(s) {unbuilt} for {task}, but ablation.build_conditions builds "
+                          "no input for them: add how each is built there.")
     for scored in out.values():
         for item in scored:
             if not item.context:
@@ -122,12 +127,12 @@ def build_conditions(rows: pd.DataFrame, task: str, template: PromptTemplate, to
 
 def check_integrity(frame: pd.DataFrame) -> None:
     """Fail when an ablated input equals the correct one or targets differ between conditions."""
-    correct = frame[frame["condition"] == "correct"].set_index("sample_id")
+    correct = frame[frame["condition"] == CORRECT].set_index("sample_id")
     problems = []
-    for condition, part in frame[frame["condition"] != "correct"].groupby("condition"):
+    for condition, part in frame[frame["condition"] != CORRECT].groupby("condition"):
         part = part.set_index("sample_id")
         same_input = part.index[part["input_hash"] == correct.loc[part.index, "input_hash"]]
-        if len(same_input) and condition in ("shuffled", "empty"):
+        if len(same_input) and condition in DISTINCT:
             problems.append(f"{condition}: {len(same_input)} example(s) get exactly the correct input, e.g. {list(same_input[:3])}")
         other_target = part.index[part["target_hash"] != correct.loc[part.index, "target_hash"]]
         if len(other_target):
@@ -228,8 +233,8 @@ def summarize(frame: pd.DataFrame, task: str, min_n: int = 256, bootstrap_reps: 
     wide = frame.pivot(index="sample_id", columns="condition", values="loss")
     wide = wide[np.isfinite(wide).all(axis=1)]  # a NaN row (reason set) is left out of every statistic
     out = []
-    for condition in [c for c in CONDITIONS[task] if c != "correct" and c in wide]:
-        correct, ablated = wide["correct"].to_numpy(), wide[condition].to_numpy()
+    for condition in [c for c in CONDITIONS[task] if c != CORRECT and c in wide]:
+        correct, ablated = wide[CORRECT].to_numpy(), wide[condition].to_numpy()
         delta = ablated - correct
         wins, losses = int((delta > 0).sum()), int((delta < 0).sum())
         n = len(delta)

@@ -5,12 +5,13 @@ A checkpoint's GPU work is many shards: generate (each write task, free and cons
 for a 7B checkpoint on shared storage costs minutes before the first token. With
 `sharding.shards_per_job: k`, a `generate_block_NNN` or `ablate_block_NNN` job loads the model
 once and runs up to k generation or ablation shards, and a `decode_block_NNN` job builds each
-decoder once for up to k decode shards. A block holds one stage only, so that a changed generation
-setting reruns the generation blocks and not the ablation ones (and the other way round).
+decoder once for up to k decode shards (k = 1: a block per shard, a job per shard). A block holds one
+stage only, so that a changed generation setting reruns the generation blocks and not the ablation
+ones (and the other way round).
 
 The plan is the same for every checkpoint (it depends on the golden set's rows per task only), so
 the workflow defines one rule per block whose outputs are the block's shard files at their usual
-paths, each written atomically as a one-shard job writes it: the report, `mmgate diff` and every
+paths (mmgate.stages), each written atomically: the report, `mmgate diff` and every
 reader see the same files whatever k is, and the DAG holds one job per block, not one per shard.
 A block that fails (killed at its time limit, out of memory, preempted) keeps the shards it had
 finished: Snakemake removes a failed job's outputs, so each finished shard is also hard-linked
@@ -36,18 +37,16 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import re
-import shutil
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from .kept import KeptShards
 from .progress import INTERVAL, Progress
+from .stages import SHARDED, STAGES
 from .tasks import MODES, TASKS, WRITE_TASKS
 
 if TYPE_CHECKING:
@@ -61,29 +60,31 @@ GENERATION_ORDER = tuple(sorted(MODES, key=lambda mode: mode != "constrained"))
 
 @dataclass(frozen=True)
 class Unit:
-    """One shard of one stage: what a one-shard job runs and a block runs several of."""
+    """One shard of one stage: a block job runs one or several of them."""
 
     stage: str  # generate | ablate | decode
     task: str
     shard: str  # "000", as in the file name
     mode: str | None = None  # generate only: free | constrained
 
-    @property
-    def relpath(self) -> str:
-        """Below `results/<stage>/ckpt=<ckpt>/`."""
-        mode = f"mode={self.mode}/" if self.mode else ""
-        return f"task={self.task}/{mode}part-{self.shard}.parquet"
-
     def output(self, ckpt: str) -> str:
-        return f"results/{self.stage}/ckpt={ckpt}/{self.relpath}"
+        """Its file (mmgate.stages): e.g. results/ablate/ckpt=<ckpt>/task=t2a/part-000.parquet."""
+        keys = {"ckpt": ckpt, "task": self.task, "shard": self.shard}
+        return STAGES[self.stage].path(**keys, **({"mode": self.mode} if self.mode else {}))
+
+    def media(self, ckpt: str) -> str | None:
+        """A decode shard's folder of WAV/PNG files (outside every dataset); None for the other stages."""
+        stage = STAGES[self.stage]
+        return stage.media_path(ckpt=ckpt, task=self.task, shard=self.shard) if stage.media else None
 
     @classmethod
     def from_output(cls, path: str | Path) -> "Unit":
         """The unit whose output is `path` (a block job's outputs say what it runs)."""
-        found = _OUTPUT.search(Path(path).as_posix())
-        if not found:
-            raise ValueError(f"{path}: not a shard output (results/<stage>/ckpt=<c>/task=<t>/[mode=<m>/]part-NNN.parquet)")
-        return cls(found["stage"], found["task"], found["shard"], found["mode"])
+        for name in SHARDED:
+            keys = STAGES[name].parse(path)
+            if keys:
+                return cls(name, keys["task"], keys["shard"], keys.get("mode"))
+        raise ValueError(f"{path}: not a shard output ({' or '.join(STAGES[n].pattern for n in SHARDED)})")
 
     @property
     def label(self) -> str:
@@ -113,171 +114,17 @@ def blocks(units: Sequence[Unit], per_job: int) -> list[tuple[Unit, ...]]:
     return [tuple(units[i : i + per_job]) for i in range(0, len(units), per_job)]
 
 
-_OUTPUT = re.compile(r"results/(?P<stage>generate|ablate|decode)/ckpt=[^/]+/task=(?P<task>\w+)/"
-                     r"(?:mode=(?P<mode>\w+)/)?part-(?P<shard>\d+)\.parquet$")
-
-
-KEPT_ROOT = Path("results") / ".kept"
-
-
-def code_digest(extra: Iterable[str | Path] = ()) -> str:
-    """sha256 of mmgate's own source and `extra` files (a block's script): a changed code is a new key."""
-    package = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in [*sorted(package.rglob("*.py")), *map(Path, extra)]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def inputs_identity(paths: Iterable[str | Path]) -> list[tuple[str, int, int]]:
-    """(path, size, mtime in ns) of each input: what Snakemake's own rerun triggers look at."""
-    identity = []
-    for path in paths:
-        stat = os.stat(path)
-        identity.append((str(path), stat.st_size, stat.st_mtime_ns))
-    return sorted(identity)
-
-
-def _link_tree(source: Path, target: Path) -> None:
-    """Hard-link `source` (a file or a folder of files) at `target`; copies where links are refused."""
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:  # another file system, or one without hard links
-            shutil.copy2(src, dst)
-
-    if source.is_dir():
-        shutil.copytree(source, target, copy_function=link)
-    else:
-        link(str(source), str(target))
-
-
-class KeptShards:
-    """Finished shards of a block job, kept where a failure of a later shard cannot delete them.
-
-    Snakemake removes every output of a failed job, so a block of k shards killed in its last shard
-    would lose k - 1 finished ones. `keep(output)` hard-links a finished shard's files (its parquet,
-    and a decode shard's folder) under `root`, named by the output's path and `key`; `restore(output)`
-    puts them back and says whether it could. The key is a digest of what decides a shard's content
-    (the job's params, its inputs' sizes and times, mmgate's code): an attempt with anything changed
-    finds no entry and recomputes, and its stale entries are dropped. `release` drops a finished
-    block's entries (the shards themselves stay: hard links share their data).
-
-    Example:
-
-        >>> import tempfile
-        >>> from pathlib import Path
-        >>> work = Path(tempfile.mkdtemp())
-        >>> shard = work / "results/ablate/ckpt=s1/task=t2a/part-000.parquet"
-        >>> shard.parent.mkdir(parents=True); _ = shard.write_text("finished")
-        >>> kept = KeptShards(key="3f9a0c", root=work / "results/.kept")  # for_job: a digest of params, inputs, code
-        >>> kept.keep(shard)
-        >>> shard.unlink()  # what Snakemake does to a failed job's outputs
-        >>> kept.restore(shard), shard.read_text()
-        (True, 'finished')
-        >>> KeptShards(key="77b1e2", root=work / "results/.kept").restore(shard.with_name("part-001.parquet"))
-        False
-    """
-
-    def __init__(self, key: str, root: str | Path = KEPT_ROOT):
-        self.key = key  # part of file names: `for_job` gives a hex digest
-        self.root = Path(root)
-
-    @classmethod
-    def for_job(cls, params: Mapping[str, Any], inputs: Iterable[str | Path], scripts: Iterable[str | Path] = (),
-                root: str | Path = KEPT_ROOT) -> KeptShards:
-        """The kept shards of a job with these params and inputs, run by `scripts` and this mmgate."""
-        from .io import config_hash
-
-        return cls(config_hash({"params": dict(params), "inputs": inputs_identity(inputs), "code": code_digest(scripts)}),
-                   root)
-
-    @classmethod
-    def for_snakemake(cls, smk: Any) -> KeptShards:
-        """`for_job` of a Snakemake block job (its scripts: the workflow's, not Snakemake's per-job copy)."""
-        return cls.for_job(dict(smk.params.items()), list(smk.input), sorted(Path(smk.scriptdir).glob("*.py")))
-
-    def _entries(self, output: Path) -> list[Path]:
-        """Every kept entry of `output` (parquet and, for decode, its folder), whatever its key."""
-        folder = self._folder(output)
-        if not folder.is_dir():
-            return []
-        return sorted(folder.glob(f"{output.name}@*")) + sorted(folder.glob(f"{output.with_suffix('').name}@*"))
-
-    def _folder(self, output: Path) -> Path:
-        parts = Path(output).parts
-        below = parts[parts.index("results") + 1 : -1] if "results" in parts else Path(output).resolve().parts[1:-1]
-        return self.root.joinpath(*below)
-
-    def keep(self, output: str | Path, with_folder: bool = False) -> None:
-        """Hard-link a finished shard (and its decoded files' folder, with `with_folder`) under the key."""
-        output = Path(output)
-        folder = self._folder(output)
-        folder.mkdir(parents=True, exist_ok=True)
-        for source in [output, output.with_suffix("")] if with_folder else [output]:
-            target = folder / f"{source.name}@{self.key}"
-            partial = folder / f".{source.name}@{self.key}.partial"
-            _remove(partial)
-            _link_tree(source, partial)
-            _replace(partial, target)
-
-    def restore(self, output: str | Path, with_folder: bool = False) -> bool:
-        """Put back a shard kept under this key (and drop entries of other keys); False when none is."""
-        output = Path(output)
-        folder = self._folder(output)
-        sources = [output, output.with_suffix("")] if with_folder else [output]
-        entries = [folder / f"{source.name}@{self.key}" for source in sources]
-        for stale in self._entries(output):
-            if stale not in entries:
-                _remove(stale)
-        if not all(entry.exists() for entry in entries):
-            return False
-        for entry, source in zip(entries, sources):
-            source.parent.mkdir(parents=True, exist_ok=True)
-            partial = source.with_name(f".{source.name}.restoring")
-            _remove(partial)
-            _link_tree(entry, partial)
-            _replace(partial, source)
-        return True
-
-    def release(self, outputs: Iterable[str | Path]) -> None:
-        """Drop the entries of a block whose every shard is written."""
-        for output in outputs:
-            for entry in self._entries(Path(output)):
-                _remove(entry)
-            folder = self._folder(Path(output))
-            while folder.is_dir() and not any(folder.iterdir()):  # up to the root, which goes when empty
-                folder.rmdir()
-                if folder == self.root:
-                    break
-                folder = folder.parent
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _replace(source: Path, target: Path) -> None:
-    """Rename `source` onto `target` (a folder target is removed first: rename cannot replace one)."""
-    if target.is_dir():
-        shutil.rmtree(target)
-    os.replace(source, target)
-
-
 def _timing(load_seconds: float, work_seconds: float, shards_in_job: int) -> dict[str, Any]:
     """Recorded with each shard: a block's one load is shared by its shards (the report's per-job view)."""
     return {"load_seconds": round(load_seconds, 3), "work_seconds": round(work_seconds, 3),
             "shards_in_job": shards_in_job}
 
 
-def _restored(kept: KeptShards | None, unit: Unit, output: Path, log: logging.Logger, with_folder: bool = False) -> bool:
+def _restored(kept: KeptShards | None, unit: Unit, output: Path, log: logging.Logger, media: Path | None = None) -> bool:
     if kept is None:
         return False
     try:
-        if not kept.restore(output, with_folder):
+        if not kept.restore(output, media):
             return False
     except OSError as err:  # keeping is a saving, never a reason to fail: compute the shard instead
         log.warning("%s: could not restore it from %s (%s); computing it again", unit.label, kept.root, err)
@@ -287,11 +134,11 @@ def _restored(kept: KeptShards | None, unit: Unit, output: Path, log: logging.Lo
     return True
 
 
-def _keep(kept: KeptShards | None, unit: Unit, output: Path, log: logging.Logger, with_folder: bool = False) -> None:
+def _keep(kept: KeptShards | None, unit: Unit, output: Path, log: logging.Logger, media: Path | None = None) -> None:
     if kept is None:
         return
     try:
-        kept.keep(output, with_folder)
+        kept.keep(output, media)
     except OSError as err:
         log.warning("%s: written, but not kept in %s (%s): if a later shard of this block fails, it is computed "
                     "again", unit.label, kept.root, err)
@@ -380,7 +227,7 @@ def _run_lm_units(work: Sequence[tuple[Unit, "ShardJob", Path]], generation: "Ge
         else:
             raise ValueError(f"{unit.label}: not a language-model shard")
         meta["timing"] = _timing(load_seconds, time.perf_counter() - began, len(work))
-        write_parquet(frame, output, meta)
+        write_parquet(frame, output, meta, STAGES[unit.stage])
         _keep(kept, unit, output, log)
     _release(kept, [output for _, _, output in work], log)
 
@@ -405,7 +252,8 @@ def _run_decode_units(work: Sequence[tuple[Unit, "ShardJob", Path, Path]], decod
     load_seconds = 0.0
     for unit, job, generated, output in work:
         _working_on(meter, unit)
-        if _restored(kept, unit, output, log, with_folder=True):
+        media = STAGES["decode"].media_of(output)
+        if _restored(kept, unit, output, log, media):
             if meter is not None:
                 meter.skip(_size(unit, job))
             continue
@@ -417,15 +265,15 @@ def _run_decode_units(work: Sequence[tuple[Unit, "ShardJob", Path, Path]], decod
             if meter is not None and not meter.worked:  # the rate counts decoding, not the first build
                 meter.start()
         began = time.perf_counter()
-        frame = decode_shard(job, read_parquet(generated), decoders[kind], output, device,
+        frame = decode_shard(job, read_parquet(generated), decoders[kind], output, media, device,
                              decoders.get("batch_size", 16), decoder=built[kind], progress=meter)
         log.info("%s shard %s: %d of %d decoded", unit.task, unit.shard, int(frame["ok"].sum()), len(frame))
         for reason, count in frame.loc[~frame["ok"], "reason"].str.split(":").str[0].value_counts().items():
             log.info("  not decoded (%s): %d", reason, count)
         meta = job.provenance("decode", decoder=decoders[kind], generation=read_provenance(generated).get("settings"),
                               timing=_timing(load_seconds, time.perf_counter() - began, len(work)))
-        write_parquet(frame, output, meta)
-        _keep(kept, unit, output, log, with_folder=True)
+        write_parquet(frame, output, meta, STAGES["decode"])
+        _keep(kept, unit, output, log, media)
     _release(kept, [output for *_, output in work], log)
 
 

@@ -74,24 +74,36 @@ class ReportMissing(MMGateError):
     """No readable gates.json where the user pointed."""
 
 
+def report_folder() -> str:
+    """How help and errors name a checkpoint's report folder."""
+    from .stages import page
+
+    return f"a checkpoint's report folder ({page('gates_json', ckpt='<name>').parent}/)"
+
+
 def _gate_files(path: str, results: str = "results") -> list:
     """gates.json files at `path`: the file, a checkpoint's report folder, results/report or results/ (no deeper),
     or a checkpoint's name under `results`."""
     from pathlib import Path
 
+    from .stages import page
+
     root = Path(path)
-    by_name = Path(results) / "report" / f"ckpt={path}"
-    if not root.exists() and (by_name / "gates.json").exists():
-        return [by_name / "gates.json"]
-    if root.is_file() and root.name == "gates.json":
+    by_name = page("gates_json", results, ckpt=path)
+    name = by_name.name
+    if not root.exists() and by_name.exists():
+        return [by_name]
+    if root.is_file() and root.name == name:
         return [root]
-    if (root / "gates.json").exists():
-        return [root / "gates.json"]
-    files = sorted(root.glob("report/ckpt=*/gates.json")) or sorted(root.glob("ckpt=*/gates.json"))
+    if (root / name).exists():
+        return [root / name]
+    in_results = page("gates_json", "", ckpt="*")  # report/ckpt=*/gates.json, below results/
+    in_pages = in_results.relative_to(in_results.parts[0])  # below results/report/
+    files = sorted(root.glob(str(in_results))) or sorted(root.glob(str(in_pages)))
     if not files:
-        raise ReportMissing(f"{path}: no gates.json found (looked for {path}/gates.json, {path}/report/ckpt=*/gates.json and "
-                            f"{path}/ckpt=*/gates.json, and for a checkpoint named {path!r}: {by_name}/gates.json). Run "
-                            "the workflow's `report` rule first, or point at results/, results/report/ckpt=<name>/ or "
+        raise ReportMissing(f"{path}: no {name} found (looked for {path}/{name}, {path}/{in_results} and "
+                            f"{path}/{in_pages}, and for a checkpoint named {path!r}: {by_name}). Run "
+                            f"the workflow's `report` rule first, or point at results/, {report_folder()} or "
                             "name a checkpoint (with --results for a results folder elsewhere).")
     return files
 
@@ -176,7 +188,9 @@ def missing_evidence(report: dict) -> list[str]:
     """Files the report rests on that are gone (a deleted shard): the next run remakes them."""
     from pathlib import Path
 
-    workdir = Path(report["_path"]).parents[3]  # results/report/ckpt=<name>/gates.json
+    from .compare import workflow_root
+
+    workdir = workflow_root(Path(report["_path"]))
     files = {e for g in report["gates"] for e in g.get("evidence") or [] if isinstance(e, str)}
     files |= {f for f in (report.get("provenance") or {}).get("inputs") or [] if isinstance(f, str)}  # every file it read
     return sorted(f for f in files if not (Path(f) if Path(f).is_absolute() else workdir / f).exists())
@@ -196,12 +210,13 @@ def _overall(report: dict) -> str:
 def _summary(report: dict) -> dict:
     from .gates import evidence_in_order
     from .report import sample_sizes_line
+    from .stages import page
 
     gates = report["gates"]
     return {
         "checkpoint": report["checkpoint"], "step": report.get("step"), "overall": report["overall"],
         "overall_note": report.get("overall_note"), "overall_line": _overall(report),
-        "report": str(report["_path"].with_name("report.html")),
+        "report": str(report["_path"].with_name(page("report_html", ckpt="").name)),
         "assessment": report.get("assessment", {}),
         "gates": {g["gate"]: g["verdict"] for g in gates},
         "reasons": {g["gate"]: g.get("reasons", []) for g in gates if g.get("reasons")},
@@ -268,11 +283,11 @@ def end_of_run(checkpoints: list[str], results: str = "results", started: float 
                failed: bool = False) -> str:
     """What a Snakemake run prints last: the verdict table of this run's checkpoints and where the
     reports are; after a failure, which checkpoints have no report and which are from an earlier run."""
-    from pathlib import Path
+    from .stages import page
 
     reports, missing, marks = [], [], {}
     for name in checkpoints:
-        path = Path(results) / "report" / f"ckpt={name}" / "gates.json"
+        path = page("gates_json", results, ckpt=name)
         try:
             report = _load_reports(str(path))[0]
         except ReportMissing:
@@ -288,7 +303,7 @@ def end_of_run(checkpoints: list[str], results: str = "results", started: float 
     lines = [head, verdict_table(summaries, marks)]
     if missing:
         lines.append(f"no report yet: {', '.join(missing)}")
-    lines.append(f"reports: {Path(results) / 'report'}/ckpt=<checkpoint>/report.html; details: mmgate inspect {results}")
+    lines.append(f"reports: {page('report_html', results, ckpt='<checkpoint>')}; details: mmgate inspect {results}")
     return "\n".join(lines)
 
 
@@ -349,9 +364,11 @@ def _one_report(name: str, results: str) -> dict:
     """A report by checkpoint name (under `results`) or by path (gates.json or its folder)."""
     from pathlib import Path
 
+    from .stages import page
+
     path = Path(name)
     if not path.exists():
-        path = Path(results) / "report" / f"ckpt={name}"
+        path = page("gates_json", results, ckpt=name).parent
         if not path.exists():
             raise ReportMissing(f"{name}: neither a path nor a checkpoint with a report ({path} does not exist). "
                                 f"Name a checkpoint under {results}/report/ or give its report folder.")
@@ -474,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def reads_reports(parser: argparse.ArgumentParser) -> None:
         """The arguments `inspect` and `check` share: which reports, and which checkpoints to judge."""
-        parser.add_argument("path", help="results/, results/report/ckpt=<name>/ or a checkpoint's name")
+        parser.add_argument("path", help=f"results/, {report_folder()} or a checkpoint's name")
         parser.add_argument("--results", default="results", help="results folder a checkpoint name refers to "
                             "(default: %(default)s)")
         parser.add_argument("--config", metavar="CONFIG.yaml", help="judge the checkpoints this config verifies "
@@ -523,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument("--html", metavar="PATH", help="also write an HTML page with the same prompts' outputs side by side")
     diff.set_defaults(func=_diff)
     export = command("export", "gate metrics by step and a few outputs to TensorBoard or W&B (optional packages)")
-    export.add_argument("path", help="results/ (every checkpoint) or results/report/ckpt=<name>/")
+    export.add_argument("path", help=f"results/ (every checkpoint) or {report_folder()}")
     export.add_argument("--tensorboard", metavar="DIR", help="write event files under DIR/<training run>/ "
                         "(needs the tensorboard package)")
     export.add_argument("--wandb", metavar="PROJECT", help="log to this W&B project, one run per training run "

@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import gates as G
 from .io import read_parquet
-from .stages import summary_path
+from .stages import STAGES
 from .tasks import TASK_MODALITY
 
 
@@ -104,23 +104,27 @@ def workflow_root(gates_json_path: Path) -> Path:
 def stage_tables(report: Mapping[str, Any], root: Path) -> dict[str, dict[str, pd.DataFrame]]:
     """decode, generate and fingerprint tables per write task, from the files the report's verdicts
     rest on (its evidence), so a diff shows exactly the outputs that were judged."""
+    from .tables import media_paths
+
     evidence = {g["gate"]: g.get("evidence") or [] for g in report["gates"]}
-    tables: dict[str, dict[str, pd.DataFrame]] = {"decode": {}, "generate": {}, "fingerprint": {}}
+    frames: dict[str, dict[str, list[pd.DataFrame]]] = {"decode": {}, "generate": {}}
+    for gate, stage in (("P0.3", "decode"), ("P0.2", "generate")):
+        for f in evidence.get(gate, []):
+            keys = STAGES[stage].parse(f)
+            if keys and keys["task"] in TASK_MODALITY:
+                part = read_parquet(root / f).assign(_file=str(root / f), **({"mode": keys["mode"]} if "mode" in keys else {}))
+                frames[stage].setdefault(keys["task"], []).append(part)
+    tables: dict[str, dict[str, pd.DataFrame]] = {
+        stage: {task: pd.concat(parts, ignore_index=True) for task, parts in by_task.items()}
+        for stage, by_task in frames.items()}
+    for decode in tables["decode"].values():
+        decode["file_path"] = media_paths(decode)
+    tables["fingerprint"] = {}
+    judged = {keys["task"] for f in evidence.get("P1.3", []) for stage in ("collapse", "fingerprint")
+              if (keys := STAGES[stage].parse(f))}
     for task in TASK_MODALITY:
-        decode = [f for f in evidence.get("P0.3", []) if f"/task={task}/" in f]
-        if decode:
-            frames = []
-            for f in decode:
-                part = read_parquet(root / f)
-                part["file_path"] = [str((root / f).parent / x) if isinstance(x, str) else None for x in part["file"]]
-                frames.append(part)
-            tables["decode"][task] = pd.concat(frames, ignore_index=True)
-        generate = [f for f in evidence.get("P0.2", []) if f"/task={task}/" in f]
-        if generate:
-            tables["generate"][task] = pd.concat([read_parquet(root / f).assign(mode="free" if "/mode=free/" in f else "constrained")
-                                                  for f in generate], ignore_index=True)
-        fingerprints = root / summary_path("fingerprint", str(report["checkpoint"]), task)
-        if any(f"/task={task}/" in f for f in evidence.get("P1.3", [])) and fingerprints.exists():
+        fingerprints = root / STAGES["fingerprint"].path(ckpt=str(report["checkpoint"]), task=task)
+        if task in judged and fingerprints.exists():
             tables["fingerprint"][task] = read_parquet(fingerprints)
     return tables
 

@@ -1,4 +1,8 @@
-"""Config validation against `workflow/schemas/config.schema.yaml`, with messages naming the key."""
+"""Config validation against `workflow/schemas/config.schema.yaml`, with messages naming the key.
+
+The schema's task-keyed sections (templates, task_modalities, the training log's loss columns) get
+their keys from `mmgate.tasks` when it is loaded (`load_schema`), so the YAML lists no task.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,43 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import ConfigError
+from .tasks import TASK_TABLE
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+PER_TASK = "x-per-task"  # the schema's mark of an object with a property per task: {field: <Task attribute>, schema: ...}
+
+
+def load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """The config schema, each object marked `x-per-task: {field, schema}` given one property per task
+    of `mmgate.tasks.TASK_TABLE` (named by that Task attribute, with that schema) beside its own.
+
+        >>> schema = load_schema()
+        >>> list(schema["properties"]["templates"]["properties"])
+        ['t2a', 't2i', 'a2t', 'i2t']
+        >>> [k for k in schema["properties"]["report"]["properties"]["training_log_columns"]["properties"] if "2" in k]
+        ['t2a_avg', 't2i_avg', 'a2t_avg', 'i2t_avg']
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    _fill_per_task(schema, schema_path)
+    return schema
+
+
+def _fill_per_task(node: Any, source: str | Path) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _fill_per_task(item, source)
+    if not isinstance(node, dict):
+        return
+    mark = node.pop(PER_TASK, None)
+    if mark is not None:
+        properties = node.setdefault("properties", {})
+        for task in TASK_TABLE:
+            name = getattr(task, mark["field"])
+            if name in properties:
+                raise ConfigError(f"{source}: {name!r} is listed and also given by {PER_TASK}; list it in one place")
+            properties[name] = copy.deepcopy(mark["schema"])
+    for value in node.values():
+        _fill_per_task(value, source)
 
 
 def _key_path(parts) -> str:
@@ -57,7 +96,7 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path = SCHEMA_
     """Validate and return a copy with schema defaults filled in; raise ConfigError naming every bad key."""
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     config = copy.deepcopy(dict(config))
     _typed_strings(config, schema)
     validator = jsonschema.Draft202012Validator(schema)

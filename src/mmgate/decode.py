@@ -7,7 +7,7 @@ job (`DecoderFailure`), so that a broken decoder never becomes the model's P0.3 
 out of memory is retried on half the batch; codes a decoder documents it cannot decode
 (`mmgate.decoders.InvalidCodes`) are that sample's failed row. Valid samples are decoded in batches of equal
 length, the output is checked against the expected sample rate, channel count and length
-(`n_frames * hop`) or image size (`proc_size`), and written as WAV or PNG beside the parquet.
+(`n_frames * hop`) or image size (`proc_size`), and written as WAV or PNG under `results/media/` (outside the parquet datasets).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pandas as pd
 from .decoders import InvalidCodes
 from .errors import MMGateError
 from .io import atomic_path
+from .stages import STAGES
 from .tokenspace import Modality
 
 if TYPE_CHECKING:
@@ -187,20 +188,21 @@ def _check_and_write(row: Any, output: Any, modality: Modality, decoder: Any, fi
         write_wav(path, np.nan_to_num(output), decoder.sample_rate)
         return {"ok": not problems, "reason": "; ".join(problems) or None, "sample_rate": decoder.sample_rate,
                 "channels": channels, "samples": samples, "duration": samples / decoder.sample_rate,
-                "file": str(path.relative_to(relative_to))}
+                "file": path.relative_to(relative_to).as_posix()}
     width, height = output.size
     proc_size = _meta(row, "proc_size")
     problem = f"image is {width}x{height}, proc_size says {proc_size}" if proc_size and (width, height) != (proc_size, proc_size) else None
     path = files_dir / f"{row.sample_id}.png"
     write_png(path, output)
-    return {"ok": problem is None, "reason": problem, "width": width, "height": height, "file": str(path.relative_to(relative_to))}
+    return {"ok": problem is None, "reason": problem, "width": width, "height": height, "file": path.relative_to(relative_to).as_posix()}
 
 
 def decode_shard(job: "ShardJob", generated: pd.DataFrame, decoder_config: dict[str, Any], output: Path,
-                 device: str = "cpu", batch_size: int = 16, decoder: Any = None,
+                 media: Path, device: str = "cpu", batch_size: int = 16, decoder: Any = None,
                  progress: "Progress | None" = None) -> pd.DataFrame:
-    """Decode one generation shard with `decoder` (else one built from `decoder_config`); files go
-    to a folder named like the parquet without `.parquet` (`progress`: as in `decode_rows`)."""
+    """Decode one generation shard with `decoder` (else one built from `decoder_config`); files go to
+    `media` (mmgate.stages: results/media/..., outside every dataset) and each row's `file` names its
+    file relative to the `results/` folder `output` lies in (`progress`: as in `decode_rows`)."""
     from .decoders import build_decoder
 
     modality = job.modality
@@ -210,8 +212,5 @@ def decode_shard(job: "ShardJob", generated: pd.DataFrame, decoder_config: dict[
 
         raise ConfigError(f"decoders.audio uses {decoder.n_codebooks} codebooks but the token space's audio has "
                           f"{modality.n_codebooks}; set decoders.audio.n_codebooks: {modality.n_codebooks}")
-    return decode_rows(generated, job.rows, modality, decoder, files_dir_for(output), output.parent, batch_size, progress)
-
-
-def files_dir_for(output: Path) -> Path:
-    return output.with_suffix("")
+    return decode_rows(generated, job.rows, modality, decoder, Path(media), STAGES["decode"].results_of(output),
+                       batch_size, progress)

@@ -34,7 +34,7 @@ import pandas as pd
 
 from .errors import MMGateError
 from .stages import TABLES
-from .tasks import READ_TASKS, TASK_MODALITY, WRITE_TASKS
+from .tasks import READ, READ_TASKS, TASK_MODALITY, WRITE, WRITE_TASKS, ablations
 
 from .verdict import (  # noqa: F401  (re-exported: gates.PASS, gates.Thresholds, ... are the public names)
     ACROSS, ALL, FAIL, PASS, SKIP, WARN, Thresholds, Verdict, _ci, _f, _num, combine, wilson_interval,
@@ -177,8 +177,8 @@ def check_registry(registry: Sequence[GateSpec]) -> None:
         if unknown:
             raise UnknownTable(
                 f"gate {spec.id} reads the table(s) {', '.join(map(repr, unknown))}, which no stage makes; the report "
-                f"loads only {', '.join(TABLES)}. Add a StageTable for it to mmgate.stages.TABLES, make it in a rule and "
-                "load it in mmgate.report.load_tables, or name one of those tables in the GateSpec.")
+                f"loads only {', '.join(TABLES)}. Declare its stage in mmgate.stages.STAGES (with table={unknown[0]!r}; a "
+                "scored stage needs only that, see the README's \"Adding a gate\"), or name one of those tables in the GateSpec.")
 
 
 def unjudged(spec: GateSpec, t: Thresholds, evidence: Sequence[str] = ()) -> Gate:
@@ -207,7 +207,7 @@ def judge_gate(spec: GateSpec, tables: Mapping[str, Any], t: Thresholds, evidenc
                     f"examples), but the report loaded none. It comes from "
                     f"{'; '.join(TABLES[name].made_by if name in TABLES else name for name in required)}. A verdict "
                     "without it would be a SKIP hiding a missing stage: make sure the report rule's inputs declare "
-                    "that stage's files for this task (mmgate.report.report_inputs) and rerun snakemake.")
+                    "that stage's files for this task (mmgate.tables.report_inputs) and rerun snakemake.")
             gate.values[task] = "SKIP: task absent from the golden set" if held == 0 else f"SKIP: no {', '.join(missing)} table"
             continue
         data["task"] = task
@@ -652,7 +652,8 @@ def _delta_ci(row: pd.Series) -> list[float | None]:
 def judge_prompt_ablation(data: Mapping[str, Any], t: Thresholds) -> Verdict:
     summary = data["ablate"]
     verdict = Verdict({"n": int(summary["n"].iloc[0])})
-    for condition, win_threshold in (("shuffled", t.win_rate_shuffled), ("empty", t.win_rate_empty)):
+    for condition, win_threshold in ((c.name, getattr(t, c.win_rate_mark)) for c in ablations(WRITE)
+                                     if WRITE in c.decides):  # shuffled, empty: win_rate_shuffled, win_rate_empty
         row = _condition(summary, condition)
         if row is None:
             verdict.fail("prompt_unused", f"no '{condition}' condition in the ablation summary")
@@ -721,16 +722,16 @@ def judge_end_token(data: Mapping[str, Any], t: Thresholds) -> Verdict:
 def judge_read_ablation(data: Mapping[str, Any], t: Thresholds) -> Verdict:
     summary = data["ablate"]
     verdict = Verdict({"n": int(summary["n"].iloc[0]), "mean_loss_correct": float(summary["mean_loss_correct"].iloc[0])})
-    for condition in ("shuffled", "zero", "noise"):
+    for condition, decides in ((c.name, READ in c.decides) for c in ablations(READ)):
         row = _condition(summary, condition)
         if row is None:
-            if condition != "shuffled":
+            if decides:
                 verdict.fail("read_regressed", f"no '{condition}' condition in the ablation summary")
             continue
         verdict.values.update({f"delta_{condition}": float(row["delta"]), f"delta_{condition}_ci": _delta_ci(row),
                                f"win_rate_{condition}": float(row["win_rate"]), f"win_rate_{condition}_ci": _win_ci(row)})
-        if condition == "shuffled":
-            continue  # reported; zero and noise decide (the checklist's "correct better than noise/zero")
+        if not decides:
+            continue  # reported (shuffled); zero and noise decide (the checklist's "correct better than noise/zero")
         if row["delta"] < t.read_min_delta:
             verdict.fail("read_regressed", f"delta_{condition} {_f(row['delta'])} < {t.read_min_delta} ({_ci(_delta_ci(row))}): "
                          f"{condition} modality tokens score almost as well as the real ones")
@@ -777,6 +778,8 @@ def judge_training(data: Mapping[str, Any], t: Thresholds) -> Verdict:
 
 FORMAT_FIX = ("First check that the ablation really changes the input (input_hash differs per condition) and that "
               "the template matches training.")
+
+# a new gate's judge goes above this line (README: Adding a gate)
 
 N_GENERATION = Criterion("n", ">=", "min_n_generation", note="fewer samples warn")
 N_ABLATION = Criterion("n", ">=", "min_n", note="fewer samples warn")
@@ -876,6 +879,7 @@ REGISTRY: list[GateSpec] = [
                     "norms_frozen": "Head/embedding norms did not move: check that the new rows are trainable "
                                     "(modules_to_save or unfrozen lm_head/embed_tokens)."},
              thresholds=("read_loss_tolerance", "spike_ratio", "spike_window", "min_norm_change"), sample_size=None),
+    # a new gate goes above this line (README: Adding a gate)
 ]
 check_registry(REGISTRY)  # at import: a gate reading a table no stage makes never ships
 GATE_IDS = tuple(spec.id for spec in REGISTRY)

@@ -16,12 +16,14 @@ import numpy as np
 import pandas as pd
 
 from .errors import GoldenSetError
-from .tokenspace import READ_TASKS, TASK_MODALITY, WRITE_TASKS, TokenSpace
+from .tasks import READ_TASKS, TASK_MODALITY, WRITE_TASKS
+from .tokenspace import TokenSpace
 
 SAMPLE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 REQUIRED_COLUMNS = ("sample_id", "task", "modality_tokens")
 META_COLUMNS = ("n_frames", "n_codebooks", "n_tokens", "sample_rate", "channels", "proc_size")
 _MAX_LISTED = 50
+_WRITERS, _READERS = "/".join(WRITE_TASKS), "/".join(READ_TASKS)  # as messages name them: t2a/t2i, a2t/i2t
 
 
 def read_golden(path: str | Path) -> pd.DataFrame:
@@ -93,7 +95,7 @@ def validate_golden(frame: pd.DataFrame, space: TokenSpace, source: str = "golde
     if missing:
         raise GoldenSetError(
             f"{source}: missing column(s) {missing}. A golden set needs {list(REQUIRED_COLUMNS)}, "
-            f"'prompt' for t2a/t2i, 'caption' for a2t/i2t and the meta columns {list(META_COLUMNS)}."
+            f"'prompt' for {_WRITERS}, 'caption' for {_READERS} and the meta columns {list(META_COLUMNS)}."
         )
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -112,9 +114,9 @@ def validate_golden(frame: pd.DataFrame, space: TokenSpace, source: str = "golde
             problems.append(f"{label}: unknown task {task!r}; use one of {sorted(TASK_MODALITY)}")
             continue
         if task in WRITE_TASKS and (not isinstance(row.get("prompt"), str) or not row["prompt"].strip()):
-            bad.append("a t2a/t2i example needs a non-empty 'prompt'")
+            bad.append(f"a {_WRITERS} example needs a non-empty 'prompt'")
         if task in READ_TASKS and (not isinstance(row.get("caption"), str) or not row["caption"].strip()):
-            bad.append("an a2t/i2t example needs a non-empty 'caption'")
+            bad.append(f"an {_READERS} example needs a non-empty 'caption'")
         if space.task_modalities[task] not in space.modalities:
             bad.append(f"the token space has no {space.task_modalities[task]!r} modality for task {task} (name the "
                        f"modality in the config's task_modalities.{task}, or remove the {task} rows)")

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import MMGateError
+from .stages import Stage, conform
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "mmgate"
@@ -99,9 +100,10 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_parquet(frame: pd.DataFrame, path: str | Path, meta: Mapping[str, Any]) -> None:
-    """Write `frame` with `meta` as JSON under the `mmgate` key (and the token-space hash under its own key)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+def write_parquet(frame: pd.DataFrame, path: str | Path, meta: Mapping[str, Any], stage: "Stage | None" = None) -> None:
+    """Write `frame` with `meta` as JSON under the `mmgate` key (and the token-space hash under its own key);
+    a table of a catalogued `stage` in exactly its schema (mmgate.stages.conform)."""
+    table = conform(frame, stage) if stage is not None else pa.Table.from_pandas(frame, preserve_index=False)
     kv = dict(table.schema.metadata or {})
     kv[METADATA_KEY.encode()] = json.dumps(meta, sort_keys=True, default=str).encode()
     if meta.get(TOKEN_SPACE_KEY):

@@ -25,7 +25,7 @@ from . import gates as G
 from .decoders import RANDOM_WEIGHTS
 from .media import length_line, select_media
 from .report import sample_sizes_line
-from .tasks import TASK_MODALITY
+from .tasks import CONDITION_OF, CONDITION_TABLE, CORRECT, TASK_MODALITY, TASKS, WRITE, ablations
 
 HIDDEN_VALUES = ("_file", "slot_confusion")  # bookkeeping, or shown as a table of its own
 
@@ -106,7 +106,7 @@ def figure_png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-WIN_RATE_MARK = {"shuffled": "win_rate_shuffled", "empty": "win_rate_empty", "zero": "read_win_rate", "noise": "read_win_rate"}
+WIN_RATE_MARK = {c.name: c.win_rate_mark for c in CONDITION_TABLE if c.win_rate_mark}  # condition -> its threshold
 
 
 def report_plots(tables: Mapping[str, Any], thresholds: Mapping[str, Any],
@@ -125,7 +125,7 @@ def report_plots(tables: Mapping[str, Any], thresholds: Mapping[str, Any],
         axes[0][0].set_ylabel("mean loss per token (nats)")
         out["losses"] = figure_png(fig)
         summary = pd.concat([s.assign(task=t) for t, s in tables["ablate"].items()], ignore_index=True)
-        summary = summary[summary["condition"] != "correct"].reset_index(drop=True)
+        summary = summary[summary["condition"] != CORRECT].reset_index(drop=True)
         low = summary["win_rate_ci_low"].fillna(summary["win_rate"]) if "win_rate_ci_low" in summary else summary["win_rate"]
         high = summary["win_rate_ci_high"].fillna(summary["win_rate"]) if "win_rate_ci_high" in summary else summary["win_rate"]
         fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(summary) + 2), 3.2))
@@ -244,10 +244,10 @@ def prompt_loss_plot(task: str, wide: pd.DataFrame) -> str:
     """Per example, the loss of its target after its own prompt (x) against another example's prompt
     and no prompt (y): a model that uses its prompt puts the points above the diagonal."""
     plt = _pyplot()
-    others = [c for c in ("shuffled", "empty") if c in wide]
+    others = [c.name for c in ablations(WRITE) if c.name in wide]
     fig, axes = plt.subplots(1, len(others), figsize=(3.4 * len(others), 3.1), squeeze=False)
     for ax, condition in zip(axes[0], others):
-        x, y = wide["correct"], wide[condition]
+        x, y = wide[CORRECT], wide[condition]
         ax.scatter(x, y, s=12, color="#0072B2", alpha=0.8)
         low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
         ax.plot([low, high], [low, high], ls="--", c="crimson", lw=1, label="no difference")
@@ -271,26 +271,26 @@ def prompt_evidence(gate: Mapping[str, Any] | None, tables: Mapping[str, Any]) -
     out = {}
     for task in G.spec_of("P0.4").tasks:
         rows = (tables.get("ablate_rows") or {}).get(task)
-        if rows is None or "correct" not in set(rows["condition"]):
+        if rows is None or CORRECT not in set(rows["condition"]):
             continue
         wide = rows.pivot_table(index="sample_id", columns="condition", values="loss", aggfunc="first")
-        others = [c for c in ("shuffled", "empty") if c in wide]
-        wide = wide[["correct", *others]].dropna()
+        others = [c.name for c in ablations(WRITE) if c.name in wide]
+        wide = wide[[CORRECT, *others]].dropna()
         if wide.empty or not others:
             continue
         measured_values = values.get(task) if isinstance(values.get(task), Mapping) else {}
         lines = []
         for condition in others:
-            wins = int((wide["correct"] < wide[condition]).sum())
+            wins = int((wide[CORRECT] < wide[condition]).sum())
             rate = measured_values.get(f"win_rate_{condition}")
             lines.append(f"its own prompt gives the target a lower loss than the {condition} prompt in {wins} of {len(wide)} "
                          f"examples (win_rate_{condition} {measured(rate, measured_values.get(f'win_rate_{condition}_ci'))}, "
                          f"pass mark ≥ {fmt(thresholds.get(f'win_rate_{condition}'))}); mean loss "
-                         f"{fmt(wide['correct'].mean())} with its own prompt, {fmt(wide[condition].mean())} with the "
+                         f"{fmt(wide[CORRECT].mean())} with its own prompt, {fmt(wide[condition].mean())} with the "
                          f"{condition} one")
-        gain = wide[others].min(axis=1) - wide["correct"]  # what its own prompt gains over the better ablation
+        gain = wide[others].min(axis=1) - wide[CORRECT]  # what its own prompt gains over the better ablation
         examples = [{"sample_id": sample_id, "prompt": asked.get(str(sample_id), ""),
-                     "losses": [fmt(wide.at[sample_id, c]) for c in ("correct", *others)], "gain": fmt(gain[sample_id]),
+                     "losses": [fmt(wide.at[sample_id, c]) for c in (CORRECT, *others)], "gain": fmt(gain[sample_id]),
                      "helps": bool(gain[sample_id] > 0)}
                     for sample_id in gain.sort_values(kind="stable").index[:PROMPT_EXAMPLES]]
         pairs = []
@@ -314,7 +314,7 @@ def prompt_evidence(gate: Mapping[str, Any] | None, tables: Mapping[str, Any]) -
             near = int(prints["near_duplicate"].astype(bool).sum()) if "near_duplicate" in prints else 0
         else:
             near = None
-        out[task] = {"lines": lines, "conditions": ["own", *others], "examples": examples,
+        out[task] = {"lines": lines, "conditions": [CONDITION_OF[c].label for c in (CORRECT, *others)], "examples": examples,
                      "plot": prompt_loss_plot(task, wide), "pairs": pairs[:PROMPT_PAIRS], "n_pairs": len(pairs),
                      "near_duplicates": near, "n_outputs": None if prints is None else len(prints),
                      "missed": any(r.startswith(f"{task}: ") for r in gate.get("reasons") or [])}
@@ -406,9 +406,12 @@ def _ylim(values: Sequence[float], limits: Sequence[float], metric: str) -> tupl
     return low - pad, high + pad
 
 
-# Okabe-Ito colours (told apart with any colour vision) and a marker per task, so the tasks differ in shape too
-TASK_COLORS = {"t2a": "#E69F00", "t2i": "#0072B2", "a2t": "#009E73", "i2t": "#CC79A7", G.ALL: "#000000"}
-TASK_MARKERS = {"t2a": "o", "t2i": "s", "a2t": "^", "i2t": "D", G.ALL: "o"}
+# Okabe-Ito colours (told apart with any colour vision) and a marker per task, so the tasks differ in shape too;
+# the tasks take them in mmgate.tasks' order
+OKABE_ITO = ("#E69F00", "#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+TASK_COLORS = {**dict(zip(TASKS, OKABE_ITO)), G.ALL: "#000000"}
+TASK_MARKERS = {**dict(zip(TASKS, MARKERS)), G.ALL: "o"}
 
 
 def trend_plots(trend: pd.DataFrame) -> list[str]:

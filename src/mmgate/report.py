@@ -1,7 +1,8 @@
-"""The gate report of one checkpoint (gates.json, gates.parquet, report.html): its inputs, tables and provenance.
+"""The gate report of one checkpoint (gates.json, gates.parquet, report.html): its verdicts, provenance
+and length audit.
 
-The report reads exactly the files its rule declares (never a glob of `results/`), and checks
-that every table holds the current golden set's samples, so a stale shard cannot enter a verdict.
+Its tables come from `mmgate.tables` (exactly the report rule's inputs, checked against the golden
+set), its gates from `mmgate.gates`.
 """
 
 from __future__ import annotations
@@ -15,23 +16,9 @@ import pandas as pd
 
 from . import gates as G
 from .checkpoints import checkpoint_step
-from .errors import MMGateError
 from .golden import generation_subset
-from .io import read_parquet
-from .stages import TABLES, summary_path
-from .tasks import MODES, TASKS, WRITE_TASKS
-from .training import read_training_log
-
-class StaleResultError(MMGateError):
-    """A stage table does not hold exactly the current golden set's samples."""
-
-
-# ------------------------------------------------------------------------------------ report inputs
-
-def input_key(stage: str, task: str, mode: str | None = None) -> str:
-    """Name of one report input, e.g. `generate_t2a_free` (a Python identifier, as Snakemake wants)."""
-    return "_".join(p for p in (stage, task, mode) if p)
-
+from .tables import load_tables
+from .tasks import WRITE_TASKS
 
 # Config sections that say which checkpoints to verify and how to cut the work into jobs, not what a
 # verdict means: left out of the report's params (and its config hash), so adding a checkpoint to an
@@ -47,144 +34,6 @@ def verdict_config(config: Mapping[str, Any]) -> dict[str, Any]:
     {'gates': {'min_n': 30}}
     """
     return {key: value for key, value in config.items() if key not in RUN_LAYOUT_KEYS}
-
-
-def report_inputs(ckpt: str, shards: Mapping[str, Sequence[str]], p01_passed: bool = True,
-                  generation_shards: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
-    """Every file the report of one checkpoint reads, by input name; `shards[task]`: the task's shard
-    ids, `generation_shards[task]` those of its generation subset (default: the same).
-
-    A checkpoint that failed P0.1 gets a report from its token-space check alone (no GPU work runs).
-    """
-    inputs = {"check": [f"results/token_space/ckpt={ckpt}/check.parquet"]}
-    if not p01_passed:
-        return inputs
-    for task in WRITE_TASKS:
-        parts = list((shards if generation_shards is None else generation_shards).get(task, []))
-        if not parts:
-            continue
-        for mode in MODES:
-            inputs[input_key("generate", task, mode)] = [
-                f"results/generate/ckpt={ckpt}/task={task}/mode={mode}/part-{s}.parquet" for s in parts]
-        inputs[input_key("decode", task)] = [f"results/decode/ckpt={ckpt}/task={task}/part-{s}.parquet" for s in parts]
-        inputs[input_key("fingerprint", task)] = [summary_path("fingerprint", ckpt, task)]
-        inputs[input_key("collapse", task)] = [summary_path("collapse", ckpt, task)]
-    for task in TASKS:
-        parts = list(shards.get(task, []))
-        if not parts:
-            continue
-        inputs[input_key("ablate", task)] = [f"results/ablate/ckpt={ckpt}/task={task}/part-{s}.parquet" for s in parts]
-        inputs[input_key("summary", task)] = [summary_path("ablate", ckpt, task)]
-    return inputs
-
-
-def _read_all(paths: Sequence[str]) -> pd.DataFrame:
-    return pd.concat([read_parquet(p).assign(_file=str(p)) for p in paths], ignore_index=True)
-
-
-def _same_samples(frame: pd.DataFrame, expected: set[str], what: str, paths: Sequence[str]) -> None:
-    """Raise naming the file when `frame` does not hold each expected sample_id exactly once."""
-    ids = frame["sample_id"].astype(str)
-    extra = sorted(set(ids) - expected)
-    missing = sorted(expected - set(ids))
-    duplicated = sorted(set(ids[ids.duplicated()]))
-    if not (extra or missing or duplicated):
-        return
-    if extra:
-        stale = sorted(set(frame.loc[ids.isin(extra), "_file"])) if "_file" in frame else list(paths)
-        problem = f"{len(extra)} sample(s) not in the current golden set (e.g. {extra[:3]}), from {stale}"
-    elif duplicated:
-        problem = f"{len(duplicated)} sample(s) appear twice (e.g. {duplicated[:3]})"
-    else:
-        problem = f"{len(missing)} golden sample(s) missing (e.g. {missing[:3]})"
-    files = "\n  ".join(map(str, paths))
-    raise StaleResultError(
-        f"{what}: {problem}. The file(s) were made for another golden set, so a verdict from them would be wrong:\n  "
-        f"{files}\nDelete them and rerun snakemake: it remakes them for the current golden set.")
-
-
-def load_tables(inputs: Mapping[str, Sequence[str]], golden: pd.DataFrame | None = None,
-                training_log: str | Path | None = None,
-                samples_per_task: int | None = None,
-                training_log_columns: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """The stage tables of one checkpoint from exactly the report rule's declared inputs.
-
-    Returns (tables, evidence): `tables[stage][task]` as the gates read them, `evidence[stage]`
-    the files each stage's verdict rests on. With `golden`, every table must hold exactly the
-    golden set's samples of its task (else StaleResultError naming the file): generation tables those
-    of its generation subset (`samples_per_task`, see golden.generation_subset).
-    """
-    ids = {t: set(golden.loc[golden["task"] == t, "sample_id"].astype(str)) for t in TASKS} if golden is not None else None
-    generated_ids = ({t: set(generation_subset(golden[golden["task"] == t], samples_per_task)["sample_id"].astype(str))
-                      for t in WRITE_TASKS} if golden is not None else None)
-    tables: dict[str, Any] = {name: {} for name in TABLES}
-    evidence: dict[str, list[str]] = {name: [] for name in tables}
-    tables["golden_n"] = {t: len(v) for t, v in ids.items()} if ids is not None else {}
-    tables["generation_n"] = {t: len(v) for t, v in generated_ids.items()} if generated_ids is not None else {}
-    if golden is not None:  # what each output was asked for, for the report's media
-        tables["prompts"] = golden[[c for c in ("sample_id", "task", "prompt", "caption") if c in golden]].copy()
-    check = [str(p) for p in inputs.get("check", [])]
-    if check:
-        tables["check"][G.ALL] = _read_all(check)
-        evidence["check"] = check
-    for task in WRITE_TASKS:
-        modes = {mode: inputs.get(input_key("generate", task, mode)) for mode in MODES}
-        frames = []
-        for mode, paths in modes.items():
-            if paths:
-                part = _read_all(paths).assign(mode=mode, task=task)  # hive keys live in the path, not the file
-                if generated_ids is not None:
-                    _same_samples(part, generated_ids[task], f"generate {task}/{mode}", paths)
-                frames.append(part)
-                evidence["generate"] += list(map(str, paths))
-        if frames:
-            tables["generate"][task] = pd.concat(frames, ignore_index=True)
-        paths = inputs.get(input_key("decode", task))
-        if paths:
-            decoded = _read_all(paths)
-            decoded["file_path"] = [str(Path(f).parent / x) if isinstance(x, str) else None
-                                    for f, x in zip(decoded["_file"], decoded["file"])]
-            if generated_ids is not None:
-                _same_samples(decoded, generated_ids[task], f"decode {task}", paths)
-            tables["decode"][task] = decoded
-            evidence["decode"] += list(map(str, paths))
-        for stage in ("fingerprint", "collapse"):
-            paths = inputs.get(input_key(stage, task))
-            if paths:
-                frame = _read_all(paths)
-                if generated_ids is not None and stage == "fingerprint":
-                    _same_samples(frame, generated_ids[task], f"fingerprint {task}", paths)
-                if generated_ids is not None and stage == "collapse" and int(frame["n"].iloc[0]) != len(generated_ids[task]):
-                    raise StaleResultError(f"{paths[0]}: summarises {int(frame['n'].iloc[0])} outputs but generation uses "
-                                           f"{len(generated_ids[task])} {task} samples of the golden set. Delete it and "
-                                           "rerun snakemake.")
-                tables[stage][task] = frame
-                evidence[stage] += list(map(str, paths))
-    for task in TASKS:
-        paths = inputs.get(input_key("ablate", task))
-        if paths:
-            rows = _read_all(paths)
-            if ids is not None:
-                for condition, part in rows.groupby("condition"):
-                    _same_samples(part, ids[task], f"ablate {task}/{condition}", paths)
-            tables["ablate_rows"][task] = rows
-        paths = inputs.get(input_key("summary", task))
-        if paths:
-            summary = _read_all(paths)
-            if "ablate_rows" in tables and task in tables["ablate_rows"]:
-                wide = tables["ablate_rows"][task].pivot(index="sample_id", columns="condition", values="loss")
-                scored = int(np.isfinite(wide).all(axis=1).sum())
-                if int(summary["n"].iloc[0]) != scored:
-                    raise StaleResultError(f"{paths[0]}: N={int(summary['n'].iloc[0])} but its {len(wide)} ablation rows give "
-                                           f"{scored} scored samples: it was summarised from other shards. Delete it and "
-                                           "rerun snakemake.")
-            tables["ablate"][task] = summary
-            evidence["ablate"] += list(map(str, paths))
-    if training_log is not None:
-        log = read_training_log(training_log, training_log_columns)  # mmgate's names <- the run's
-        tables["training"][G.ALL] = log
-        evidence["training"] = [str(training_log)]
-    return tables, evidence
 
 
 def build(inputs: Mapping[str, Sequence[str]], thresholds: G.Thresholds, golden: pd.DataFrame | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,15 +31,17 @@ def verdict_rows(paths: Sequence[str]) -> tuple[list[str], list[dict[str, Any]]]
     the table in results/report/ (`href`) and inside `snakemake --report x.zip` (`in_report`)."""
     from .cli import _step_order
     from .gates import GATE_IDS, overall_line
+    from .stages import PAGES
 
     rows = []
     for path in paths:
         report = json.loads(Path(path).read_text())
-        page = str(Path(path).with_name("report.html"))  # the report rule's output, as it names it
+        page = PAGES["report_html"].format(ckpt=report["checkpoint"])  # the report rule's output, as it names it
         rows.append({
             "checkpoint": report["checkpoint"], "step": report.get("step"), "overall": report.get("overall"),
             "line": overall_line(report), "gates": {g["gate"]: g["verdict"] for g in report.get("gates", [])},
-            "href": f"{Path(path).parent.name}/report.html", "in_report": f"../{report_id(page)}/report.html",
+            "href": os.path.relpath(page, Path(PAGES["verdicts_html"]).parent),
+            "in_report": f"../{report_id(page)}/{Path(page).name}",
             "_order": _step_order(report),
         })
     rows.sort(key=lambda row: row.pop("_order"))

@@ -1,5 +1,5 @@
 """The training log behind TD: reading it (CSV, JSONL or an HF `trainer_state.json`), its summary
-and the judge of its losses and norms. Needs only `mmgate.verdict`, so the gates import it.
+and the judge of its losses and norms. Needs only `mmgate.verdict` and `mmgate.tasks`, so the gates import it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from .tasks import TASK_TABLE
 from .verdict import SKIP, Thresholds, Verdict, _f
 
 # ---------------------------------------------------------------------------------- training dynamics
 
-WRITE_LOSSES, READ_LOSSES, NORMS = ("t2a_avg", "t2i_avg"), ("a2t_avg", "i2t_avg"), ("head_norm_mean", "emb_norm_mean")
+WRITE_LOSSES = tuple(t.loss_column for t in TASK_TABLE if t.writes)  # t2a_avg, ...: must fall
+READ_LOSSES = tuple(t.loss_column for t in TASK_TABLE if not t.writes)  # a2t_avg, ...: must hold
+NORMS = ("head_norm_mean", "emb_norm_mean")
 LOG_COLUMNS = ("step",) + WRITE_LOSSES + READ_LOSSES + NORMS  # what report.training_log_columns may map
 
 

@@ -55,6 +55,7 @@ class Thresholds(FromConfig):
     spike_ratio: float = 1.25  # TD: a loss above 1.25 x the median of the points before it is a spike
     spike_window: int = 5
     min_norm_change: float = 0.01  # TD: head/embedding norms must move by at least 1 % of their start
+    # a new gate's pass marks go above this line (README: Adding a gate)
 
     def min_n_for(self, samples: str) -> int:
         """The sample-size bar of a gate judged on `samples` ("generation" or "ablation")."""

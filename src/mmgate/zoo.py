@@ -39,6 +39,7 @@ from .demo import (
     AUDIO_FRAMES, SPECIAL_TOKENS, Deaf, Fault, SyntheticWorld, build_tokenizer,
     finish_checkpoint, text_words, train_lora,
 )
+from .stages import page
 from .tasks import READ_TASKS, WRITE_TASKS
 from .tokenspace import TokenSpace
 
@@ -323,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m mmgate.zoo results/report`: print the catch table of a finished zoo run."""
     import sys
 
-    root = Path((argv or sys.argv[1:] or ["results/report"])[0])
-    reports = {p.parent.name.split("=", 1)[1]: json.loads(p.read_text()) for p in sorted(root.glob("ckpt=*/gates.json"))}
+    pages = page("gates_json", ckpt="*")  # results/report/ckpt=*/gates.json
+    root = Path((argv or sys.argv[1:] or [pages.parents[1]])[0])
+    found = (json.loads(p.read_text()) for p in sorted(root.glob(str(pages.relative_to(pages.parents[1])))))
+    reports = {report["checkpoint"]: report for report in found}
     missing = [m for m in ("good", *MEMBERS) if m not in reports]
     if missing:
         print(f"{root}: no gates.json for {missing}; run the zoo first (see config/examples/fault-zoo.yaml)", file=sys.stderr)

@@ -1,30 +1,43 @@
-# Teacher-forced prompt ablation (P0.4) and read-side modality ablation (P1.2).
+# Teacher-forced prompt ablation (P0.4) and read-side modality ablation (P1.2). The ablation shards
+# run in blocks of up to sharding.shards_per_job per job, one model load each (see generate.smk).
 
 
-if SHARDS_PER_JOB == 1:
+for _name, _units in block_rules("ablate"):
 
-    rule ablate:
-        """Teacher-forced losses of one shard: correct vs ablated prompts (T2A/T2I) or modality tokens (A2T/I2T)."""
+    rule:
+        """Teacher-forced ablation losses of a block of one checkpoint's shards with one model load."""
+        name:
+            _name
         input:
             check=p01_gate,
             token_space=config["token_space"],
             golden=config["golden_set"],
             marker=ckpt_marker,
         output:
-            ABLATED,
+            block_outputs(_units),
         log:
-            "logs/ablate/{ckpt}/{task}/part-{shard}.log",
+            f"logs/blocks/{{ckpt}}/{_name}.log",
         conda:
             ENV
-        threads: 2
+        threads: block_threads("ablate_block", 2)
         resources:
-            gpu=config["model"]["gpus"],
-            mem_mb=16000,
-            runtime=lambda wildcards, attempt: 60 * attempt,
+            **block_resources(
+                "ablate_block",
+                _units,
+                60,
+                gpu=config["model"]["gpus"],
+                mem_mb=16000,
+            ),
         params:
-            **ABLATE_PARAMS,
+            templates=config["templates"],
+            ablation=config["ablation"],
+            ckpt_dir=ckpt_dir,
+            identity=ckpt_identity,
+            model=config["model"],
+            task_modalities=config["task_modalities"],
+            samples_per_shard=config["sharding"]["samples_per_shard"],
         script:
-            "../scripts/ablate.py"
+            "../scripts/lm_block.py"
 
 
 rule ablation_summary:
@@ -32,10 +45,10 @@ rule ablation_summary:
     input:
         **per_task(
             TASKS,
-            shards="results/ablate/ckpt={{ckpt}}/task={task}/part-{shard}.parquet",
+            shards=per_task_path("ablate"),
         ),
     output:
-        **per_task(TASKS, summary=rule_path("ablate")),
+        **per_task(TASKS, summary=per_task_path("ablation_summary")),
     log:
         "logs/ablate/{ckpt}/summary.log",
     conda:

@@ -21,12 +21,13 @@ from mmgate.config import expand_paths, read_yaml, validate_config
 from mmgate.demo import DEMO_FILES
 from mmgate.zoo import zoo_files
 from mmgate.io import read_parquet
-from mmgate.report import report_inputs as _report_inputs, verdict_config
+from mmgate.report import verdict_config
+from mmgate.tables import report_inputs as _report_inputs
 from mmgate.runend import when_nothing_to_do
-from mmgate.stale import move_stale
-from mmgate.stages import SUMMARY_PATHS
+from mmgate.stale import conform_earlier_files, move_stale
+from mmgate.stages import PAGES, STAGES
 from mmgate.scripting import pin_library, start_run
-from mmgate.tasks import MODES, READ_TASKS, TASKS, WRITE_TASKS
+from mmgate.tasks import TASKS, WRITE_TASKS
 
 pin_library(
     Path(workflow.basedir) / "src"
@@ -53,10 +54,6 @@ MARKER = config["completion_marker"]
 
 wildcard_constraints:
     ckpt="[A-Za-z0-9._-]+",
-    task="|".join(TASKS),
-    write_task="|".join(WRITE_TASKS),
-    mode="|".join(MODES),
-    shard="[0-9]{3}",
 
 
 def _made_by_demo(path):
@@ -129,28 +126,42 @@ def report_skipped():
 
 def end_successful_run():
     """onsuccess, and the end of a run with nothing to do (which calls no onsuccess)."""
-    move_stale(
-        "results",
-        CHECKPOINTS,
-        planned_shards(),
-        log=lambda line: print(line, file=sys.stderr),
-    )
+    say = lambda line: print(line, file=sys.stderr)
+    move_stale("results", CHECKPOINTS, planned_shards(), log=say)
+    conform_earlier_files("results", CHECKPOINTS, planned_shards(), log=say)
     report_skipped()
     print_verdicts(failed=False)
 
 
-def rule_path(table):
-    """A per-task summary table's path (mmgate.stages) as a rule's per_task pattern: {ckpt} stays a wildcard."""
-    return SUMMARY_PATHS[table].replace("{ckpt}", "{{ckpt}}")
+def stage_path(stage):
+    """A stage's file pattern (mmgate.stages) with its keys as wildcards."""
+    return STAGES[stage].wildcards()
+
+
+def per_task_path(stage, **fixed):
+    """A stage's pattern for `per_task`: {ckpt} stays a wildcard, {task} (and {shard}) are expanded,
+    other keys `fixed` (mode="constrained")."""
+    return STAGES[stage].wildcards(ckpt="{{ckpt}}", **fixed)
+
+
+def per_task_media(stage):
+    """A stage's media folders for `per_task`: {ckpt} stays a wildcard, {task} and {shard} are expanded."""
+    return STAGES[stage].media_path(ckpt="{{ckpt}}", task="{task}", shard="{shard}")
+
+
+def page(name, **keys):
+    """A page's path (mmgate.stages.PAGES): a report's gates.json or HTML, the trend and verdicts pages."""
+    return PAGES[name].format(**{"ckpt": "{ckpt}", **keys})
 
 
 def planned_shards():
-    """The shard ids of this run's plan by stage and task (what results/.stale/ is kept apart from)."""
-    generation = {
-        t: set(shards(t, generation=True)) for t in WRITE_TASKS if n_samples(t)
+    """The shard ids of this run's plan by sample set and task (mmgate.stale keeps the rest apart)."""
+    return {
+        "generation": {
+            t: set(shards(t, generation=True)) for t in WRITE_TASKS if n_samples(t)
+        },
+        "golden": {t: set(shards(t)) for t in TASKS if n_samples(t)},
     }
-    ablation = {t: set(shards(t)) for t in TASKS if n_samples(t)}
-    return {"generate": generation, "decode": generation, "ablate": ablation}
 
 
 STAGE2_SHARDS = expand_paths(config["stage2"].get("shards"))
@@ -193,7 +204,7 @@ def _clamp_samples_per_task(counts):
     it changes no output, so it becomes null and reruns nothing (with a note saying so).
     """
     wanted = config["generation"].get("samples_per_task")
-    most = max((counts.get(task, 0) for task in ("t2a", "t2i")), default=0)
+    most = max((counts.get(task, 0) for task in WRITE_TASKS), default=0)
     if wanted is not None and wanted >= most:
         print(
             f"mmgate: generation.samples_per_task = {wanted} is at least every write task's golden rows "
@@ -285,6 +296,8 @@ _check_inputs()
 
 
 # ------------------------------------------------------------ several shards per GPU job
+# Every GPU stage (generate, ablate, decode) runs in blocks of up to `sharding.shards_per_job` of a
+# checkpoint's shards, one rule per block (<stage>_block_NNN); with 1, each block holds one shard.
 
 SHARDS_PER_JOB = config["sharding"]["shards_per_job"]
 
@@ -329,20 +342,21 @@ def block_rules(stage):
 
 
 def block_outputs(units):
-    """A block's outputs, the files its shards' one-shard jobs would write (decode: table and files)."""
+    """A block's outputs: its shards' files, whatever the block size (decode: table and media)."""
     outputs = []
     for unit in units:
-        path = unit.output("{ckpt}")
-        outputs.append(path)
-        if unit.stage == "decode":
-            outputs.append(directory(path.removesuffix(".parquet")))
+        outputs.append(unit.output("{ckpt}"))
+        if unit.media("{ckpt}"):
+            outputs.append(directory(unit.media("{ckpt}")))
     return outputs
 
 
 def block_inputs(units):
     """A decode block's inputs: the constrained generation shards it decodes."""
     return [
-        CONSTRAINED.format(ckpt="{ckpt}", write_task=u.task, shard=u.shard)
+        STAGES["generate"].path(
+            ckpt="{ckpt}", task=u.task, mode="constrained", shard=u.shard
+        )
         for u in units
     ]
 
@@ -366,39 +380,7 @@ def block_resources(rule, units, minutes, **needs):
     }
 
 
-GENERATED = (
-    "results/generate/ckpt={ckpt}/task={write_task}/mode={mode}/part-{shard}.parquet"
-)
-CONSTRAINED = "results/generate/ckpt={ckpt}/task={write_task}/mode=constrained/part-{shard}.parquet"
-CONSTRAINED_OF_TASK = CONSTRAINED.replace("{ckpt}", "{{ckpt}}").replace(
-    "{write_task}", "{task}"
-)
-DECODED = dict(
-    table="results/decode/ckpt={ckpt}/task={write_task}/part-{shard}.parquet",
-    files=directory("results/decode/ckpt={ckpt}/task={write_task}/part-{shard}"),
-)
-ABLATED = "results/ablate/ckpt={ckpt}/task={task}/part-{shard}.parquet"
-
-# Params of the one-shard rules (sharding.shards_per_job: 1); a changed setting reruns the work.
-GENERATE_PARAMS = dict(
-    ckpt_dir=ckpt_dir,
-    identity=ckpt_identity,
-    template=lambda wildcards: config["templates"][wildcards.write_task],
-    model=config["model"],
-    task_modalities=config["task_modalities"],
-    settings=config["generation"],
-    samples_per_shard=config["sharding"]["samples_per_shard"],
-    samples_per_task=config["generation"]["samples_per_task"],
-)
-ABLATE_PARAMS = dict(
-    ckpt_dir=ckpt_dir,
-    identity=ckpt_identity,
-    template=lambda wildcards: config["templates"][wildcards.task],
-    model=config["model"],
-    task_modalities=config["task_modalities"],
-    settings=config["ablation"],
-    samples_per_shard=config["sharding"]["samples_per_shard"],
-)
+# Params of the decode blocks (decode.smk); a changed setting reruns the work.
 DECODE_PARAMS = dict(
     decoders=config["decoders"],
     task_modalities=config["task_modalities"],
@@ -409,27 +391,27 @@ DECODE_PARAMS = dict(
 
 
 def token_space_targets():
-    return expand("results/token_space/ckpt={ckpt}/check.parquet", ckpt=CHECKPOINTS)
+    return expand(stage_path("check"), ckpt=CHECKPOINTS)
 
 
 def all_targets(wildcards=None):
     """Every file a reader opens, and every file each report rests on: Snakemake reruns a job for a
     missing *requested* file only, so a shard deleted after its report was written is remade only
     because it is requested here (its report then reruns on the new shard)."""
-    reports = expand(
-        "results/report/ckpt={ckpt}/{file}",
-        ckpt=CHECKPOINTS,
-        file=["gates.json", "gates.parquet", "report.html"],
-    ) + [
-        "results/report/trend.parquet",
-        "results/report/trend.html",
-        "results/report/verdicts.html",
+    reports = [
+        *expand(
+            [page("gates_json"), page("report_html"), stage_path("gates")],
+            ckpt=CHECKPOINTS,
+        ),
+        stage_path("trend"),
+        page("trend_html"),
+        page("verdicts_html"),
     ]
     if wildcards is None:
         return reports
     rested_on = []
     for ckpt in CHECKPOINTS:
-        if not Path(f"results/token_space/ckpt={ckpt}/check.parquet").exists():
+        if not Path(STAGES["check"].path(ckpt=ckpt)).exists():
             continue  # not checked yet: its report plans its work once P0.1 has run
         inputs = report_inputs(SimpleNamespace(ckpt=ckpt))
         rested_on += [

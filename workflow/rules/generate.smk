@@ -1,81 +1,47 @@
-# Generation (P0.2, P1.1), decoding of the constrained run (P0.3) and fingerprints (P1.3).
-# With sharding.shards_per_job > 1, block rules (blocks.smk) write the same shard files instead of
-# the one-shard rules below.
+# Generation (P0.2, P1.1): the language model's GPU work, with ablate.smk.
+#
+# One job loads the model (or, in decode.smk, each decoder) once for a block of up to
+# sharding.shards_per_job of a checkpoint's shards of one stage; with 1, each block holds one shard.
+# The blocks are the same for every checkpoint, so each is a rule of its own (generate_block_000,
+# ...; a profile's generate_block / ablate_block / decode_block entries apply to all of a stage)
+# whose outputs are its shards' files (mmgate.stages): the DAG holds one job per block, not one per
+# shard, and the files are the same whatever the block size. One stage per block: a changed
+# setting reruns its stage only.
 
 
-if SHARDS_PER_JOB == 1:
+for _name, _units in block_rules("generate"):
 
-    rule generate:
-        """Generate one shard of T2A/T2I outputs, free or constrained to the modality (P0.2, P1.1)."""
+    rule:
+        """Generate a block of one checkpoint's shards, free and constrained, with one model load."""
+        name:
+            _name
         input:
             check=p01_gate,
             token_space=config["token_space"],
             golden=config["golden_set"],
             marker=ckpt_marker,
         output:
-            GENERATED,
+            block_outputs(_units),
         log:
-            "logs/generate/{ckpt}/{write_task}/{mode}/part-{shard}.log",
+            f"logs/blocks/{{ckpt}}/{_name}.log",
         conda:
             ENV
-        threads: 2
+        threads: block_threads("generate_block", 2)
         resources:
-            gpu=config["model"]["gpus"],
-            mem_mb=16000,
-            runtime=lambda wildcards, attempt: 60 * attempt,
+            **block_resources(
+                "generate_block",
+                _units,
+                60,
+                gpu=config["model"]["gpus"],
+                mem_mb=16000,
+            ),
         params:
-            **GENERATE_PARAMS,
+            templates=config["templates"],
+            generation=config["generation"],
+            ckpt_dir=ckpt_dir,
+            identity=ckpt_identity,
+            model=config["model"],
+            task_modalities=config["task_modalities"],
+            samples_per_shard=config["sharding"]["samples_per_shard"],
         script:
-            "../scripts/generate.py"
-
-    rule decode:
-        """Decode one shard's constrained generations to waveforms or pixels (P0.3)."""
-        input:
-            generated=CONSTRAINED,
-            token_space=config["token_space"],
-            golden=config["golden_set"],
-        output:
-            **DECODED,
-        log:
-            "logs/decode/{ckpt}/{write_task}/part-{shard}.log",
-        conda:
-            ENV
-        threads: 2
-        resources:
-            gpu=1,
-            mem_mb=8000,
-            runtime=lambda wildcards, attempt: 30 * attempt,
-        params:
-            **DECODE_PARAMS,
-        script:
-            "../scripts/decode.py"
-
-
-rule fingerprint:
-    """Fingerprint every decoded output of each write task of one checkpoint, and find collapse across prompts (P1.3)."""
-    input:
-        **per_task(
-            WRITE_TASKS,
-            decoded="results/decode/ckpt={{ckpt}}/task={task}/part-{shard}.parquet",
-            generated=CONSTRAINED_OF_TASK,
-            generation=True,
-        ),
-        token_space=config["token_space"],
-    output:
-        **per_task(
-            WRITE_TASKS,
-            table=rule_path("fingerprint"),
-            collapse=rule_path("collapse"),
-        ),
-    log:
-        "logs/fingerprint/{ckpt}.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    params:
-        settings=config["fingerprint"],
-        task_modalities=config["task_modalities"],
-    script:
-        "../scripts/fingerprint.py"
+            "../scripts/lm_block.py"

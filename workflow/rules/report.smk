@@ -12,16 +12,16 @@ rule report:
     input:
         unpack(report_inputs),
     output:
-        json="results/report/ckpt={ckpt}/gates.json",
+        json=page("gates_json"),
         table=report(
-            "results/report/ckpt={ckpt}/gates.parquet",
+            stage_path("gates"),
             caption="../report/gates_table.rst",
             category="Gate reports",
             subcategory="Tables",
             labels={"checkpoint": "{ckpt}", "file": "gates.parquet"},
         ),
         html=report(
-            "results/report/ckpt={ckpt}/report.html",
+            page("report_html"),
             caption="../report/gates.rst",
             category="Gate reports",
             subcategory="Pages",
@@ -50,11 +50,11 @@ rule report:
 rule trend:
     """Gate metrics of every checkpoint by training step: trend.parquet and trend.html."""
     input:
-        expand("results/report/ckpt={ckpt}/gates.json", ckpt=CHECKPOINTS),
+        expand(page("gates_json"), ckpt=CHECKPOINTS),
     output:
-        table="results/report/trend.parquet",
+        table=stage_path("trend"),
         html=report(
-            "results/report/trend.html",
+            page("trend_html"),
             caption="../report/trend.rst",
             category="Trend",
         ),
@@ -72,10 +72,10 @@ rule trend:
 rule verdicts:
     """Every checkpoint's verdict row and a link to its report page: the results page of `snakemake --report`."""
     input:
-        expand("results/report/ckpt={ckpt}/gates.json", ckpt=CHECKPOINTS),
+        expand(page("gates_json"), ckpt=CHECKPOINTS),
     output:
         html=report(
-            "results/report/verdicts.html",
+            page("verdicts_html"),
             caption="../report/verdicts.rst",
             category="Checkpoint verdicts",
             labels={"page": "verdicts of every checkpoint"},

@@ -7,7 +7,7 @@ rule token_space_stage2:
         token_space=config["token_space"],
         shards=STAGE2_SHARDS,
     output:
-        "results/token_space/stage2.parquet",
+        stage_path("stage2"),
     log:
         "logs/token_space/stage2.log",
     conda:
@@ -25,11 +25,11 @@ checkpoint token_space:
     """Check one checkpoint's tokenizer, embedding rows and recorded hashes against token_space.json."""
     input:
         token_space=config["token_space"],
-        stage2="results/token_space/stage2.parquet",
+        stage2=stage_path("stage2"),
         marker=ckpt_marker,
         stage3=stage3_marker(),
     output:
-        "results/token_space/ckpt={ckpt}/check.parquet",
+        stage_path("check"),
     log:
         "logs/token_space/{ckpt}.log",
     conda:

@@ -6,6 +6,7 @@ import pandas as pd
 from mmgate.ablation import AblationSettings, summarize
 from mmgate.io import provenance, read_parquet, read_provenance, write_parquet
 from mmgate.scripting import run
+from mmgate.stages import STAGES
 
 
 def main(smk, log):
@@ -22,7 +23,7 @@ def main(smk, log):
                      row.win_rate_ci_high, f" WARNING {row.warning}" if row.warning else "")
         token_space = read_provenance(shards[0]).get("token_space.sha256")
         write_parquet(summary, output, provenance("ablation_summary", token_space, checkpoint=ckpt, task=task,
-                                                  shards=[str(p) for p in shards]))
+                                                  shards=[str(p) for p in shards]), STAGES["ablation_summary"])
 
 
 run(snakemake, main)

@@ -1,4 +1,5 @@
-"""Decode a block of one checkpoint's constrained generation shards, each decoder built once."""
+"""Decode a block of one checkpoint's constrained generation shards (up to sharding.shards_per_job), each
+decoder built once."""
 
 from pathlib import Path
 

@@ -1,13 +1,13 @@
 """Fingerprints of each write task's decoded outputs of one checkpoint, and its collapse summary."""
 
-from pathlib import Path
-
 import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 import pandas as pd
 
 from mmgate.fingerprint import FingerprintSettings, fingerprint_rows
 from mmgate.io import provenance, read_parquet, write_parquet
 from mmgate.scripting import run
+from mmgate.stages import STAGES
+from mmgate.tables import media_paths
 from mmgate.tokenspace import TokenSpace
 
 
@@ -16,18 +16,16 @@ def main(smk, log):
     settings = FingerprintSettings.from_config(smk.params.settings)
     tasks = [name.removeprefix("table_") for name, _ in smk.output.items() if name.startswith("table_")]
     for task in tasks:
-        decoded = []
-        for path in getattr(smk.input, f"decoded_{task}"):
-            part = read_parquet(path)
-            part["file_path"] = [str(Path(path).parent / f) if isinstance(f, str) else None for f in part["file"]]
-            decoded.append(part)
+        decoded = pd.concat([read_parquet(path).assign(_file=path) for path in getattr(smk.input, f"decoded_{task}")],
+                            ignore_index=True)
+        decoded["file_path"] = media_paths(decoded)
         generated = pd.concat([read_parquet(p) for p in getattr(smk.input, f"generated_{task}")], ignore_index=True)
-        frame, summary = fingerprint_rows(pd.concat(decoded, ignore_index=True), generated,
+        frame, summary = fingerprint_rows(decoded.drop(columns="_file"), generated,
                                           space.modality_for_task(task), settings)
         log.info("%s: %s", task, summary)
         meta = provenance("fingerprint", space.sha256, checkpoint=smk.wildcards.ckpt, task=task)
-        write_parquet(frame, getattr(smk.output, f"table_{task}"), meta)
-        write_parquet(pd.DataFrame([summary]), getattr(smk.output, f"collapse_{task}"), meta)
+        write_parquet(frame, getattr(smk.output, f"table_{task}"), meta, STAGES["fingerprint"])
+        write_parquet(pd.DataFrame([summary]), getattr(smk.output, f"collapse_{task}"), meta, STAGES["collapse"])
 
 
 run(snakemake, main)

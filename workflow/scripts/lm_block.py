@@ -1,4 +1,4 @@
-"""Generate or ablate a block of one checkpoint's shards with one model load (sharding.shards_per_job)."""
+"""Generate or ablate a block of one checkpoint's shards (up to sharding.shards_per_job) with one model load."""
 
 from pathlib import Path
 

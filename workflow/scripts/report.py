@@ -10,6 +10,7 @@ from mmgate.render import render_report
 from mmgate.report import build, length_audit, model_provenance, report_provenance
 from mmgate.training import training_dynamics, training_log_path
 from mmgate.scripting import run
+from mmgate.stages import STAGES
 from mmgate.tokenspace import TokenSpace
 
 
@@ -39,7 +40,8 @@ def main(smk, log):
         summary["training_dynamics"] = dynamics[1].to_dict("records")
     write_text(smk.output.json, strict_json(summary, indent=1) + "\n")
     write_parquet(gates_table(report["gate_objects"]), smk.output.table,
-                  provenance("report", space.sha256, checkpoint=smk.wildcards.ckpt, overall=report["overall"]))
+                  provenance("report", space.sha256, checkpoint=smk.wildcards.ckpt, overall=report["overall"]),
+                  STAGES["gates"])
     fingerprints = FingerprintSettings.from_config(smk.params.config["fingerprint"])
     write_text(smk.output.html, render_report(report, audit, dynamics, fingerprints, seed=smk.params.config["generation"]["seed"]))
     for gate in report["gates"]:

@@ -5,6 +5,7 @@ import _srcpath  # noqa: F401  (this checkout's src/ on sys.path)
 from mmgate.io import provenance, read_parquet, write_parquet
 from mmgate.loading import load_tokenizer
 from mmgate.scripting import run
+from mmgate.stages import STAGES
 from mmgate.templates import validate_templates
 from mmgate.tokencheck import check_checkpoint, failure_message
 from mmgate.tokenspace import TokenSpace
@@ -35,7 +36,7 @@ def main(smk, log):
     meta = provenance("token_space", space.sha256, checkpoint=ckpt, checkpoint_dir=str(smk.params.ckpt_dir))
     # Written pass or fail: the report turns a failure into P0.1 FAIL (every other gate SKIP) and
     # no GPU job is planned for this checkpoint; `snakemake check_token_space` exits non-zero.
-    write_parquet(frame, smk.output[0], meta)
+    write_parquet(frame, smk.output[0], meta, STAGES["check"])
     if frame["match"].all():
         log.info("P0.1 PASS for %s: %d artifacts agree with %s", ckpt, len(frame), smk.input.token_space)
     else:

@@ -5,6 +5,7 @@ import pandas as pd
 
 from mmgate.io import provenance, write_parquet
 from mmgate.scripting import run
+from mmgate.stages import STAGES
 from mmgate.tokencheck import COLUMNS, stage2_rows
 from mmgate.tokenspace import TokenSpace
 
@@ -14,7 +15,7 @@ def main(smk, log):
     frame = pd.DataFrame(stage2_rows(list(smk.input.shards), space.sha256), columns=list(COLUMNS))
     bad = int((~frame["match"]).sum())
     log.info("checked %d Stage-2 artifact(s), %d mismatch(es)", len(frame), bad)
-    write_parquet(frame, smk.output[0], provenance("token_space_stage2", space.sha256))
+    write_parquet(frame, smk.output[0], provenance("token_space_stage2", space.sha256), STAGES["stage2"])
 
 
 run(snakemake, main)
