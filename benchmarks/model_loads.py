@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from mmgate.blocks import job_timing  # noqa: E402
+from mmgate.stages import SHARDED, STAGES  # noqa: E402
 from mmgate.io import read_parquet, write_parquet  # noqa: E402
 
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -58,11 +59,9 @@ def run(workdir: Path, per_task: int, per_shard: int, per_job: int, cores: int) 
     if proc.returncode:
         raise SystemExit(proc.stdout[-3000:] + proc.stderr[-3000:])
     results = workdir / "results"
-    files = sorted(results.glob("generate/**/part-*.parquet")) + sorted(results.glob("ablate/**/part-*.parquet")) \
-        + sorted(results.glob("decode/**/part-*.parquet"))
+    files = [f for stage in SHARDED for f in sorted(results.glob(f"{STAGES[stage].folder}/**/*.parquet"))]
     rows = job_timing(files)
-    logs = [p for stage in ("generate", "ablate", "decode", "blocks") for p in (workdir / "logs" / stage).rglob("*.log")]
-    jobs = [p for p in logs if "summary" not in p.name]  # model-running jobs
+    jobs = list((workdir / "logs" / "blocks").rglob("*.log"))  # the model-running (block) jobs
     # the shards of one job share its one load: each records it and how many shards shared it
     return {"jobs": len(jobs), "shards": len(rows), "wall": wall,
             "load": sum(row["load_seconds"] / row["shards_in_job"] for row in rows),

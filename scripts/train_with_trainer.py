@@ -22,10 +22,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq
 
 from mmgate import demo
 from mmgate.integrations import MMGateCallback
+from mmgate.tasks import TASKS
 from mmgate.templates import PromptTemplate
 from mmgate.tokenspace import TokenSpace
-
-TASKS = ("t2a", "t2i", "a2t", "i2t")
 
 
 def encoded(world: demo.SyntheticWorld, tokenizer, space: TokenSpace, tasks, n: int, seed: int) -> list[dict]:

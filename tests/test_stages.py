@@ -113,3 +113,13 @@ def test_media_live_outside_every_dataset_and_each_decode_row_names_its_file(zoo
     files = decoded["file"].dropna()
     assert len(files) and all((zoo_run / "results" / f).is_file() for f in files)
     assert {Path(f).parts[0] for f in files} == {STAGES["decode"].media.split("/")[0]}
+
+
+def test_the_readme_lists_every_folder_of_the_catalogue_where_it_shows_the_layout():
+    readme = (REPO / "README.md").read_text()
+    browsing = readme[readme.index("## Browsing results"):readme.index("## On a SLURM cluster")]
+    layout = readme[readme.index("`results/` (git-ignored)"):]
+    for stage in STAGES.values():
+        assert f"| `{stage.folder}/` |" in browsing, stage.name
+        shown = stage.path(ckpt="<c>", task="<t>", mode="<m>", shard="NNN")  # as the layout block writes keys
+        assert shown in layout, (stage.name, shown)

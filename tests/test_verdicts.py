@@ -155,8 +155,8 @@ def golden_with_lengths(n=10):
 def test_report_inputs_plan_generation_over_its_own_shards_and_ablation_over_every_row():
     inputs = report_inputs("good", {"t2a": ["000", "001"]}, generation_shards={"t2a": ["000"]})
     assert [k for k in inputs if k.startswith(("generate", "decode"))] == ["generate_t2a_free", "generate_t2a_constrained",
-                                                                           "decode_t2a"]
-    assert all(len(inputs[k]) == 1 for k in ("generate_t2a_free", "decode_t2a"))
+                                                                           "decode_t2a", "decode_media_t2a"]
+    assert all(len(inputs[k]) == 1 for k in ("generate_t2a_free", "decode_t2a", "decode_media_t2a"))
     assert len(inputs["ablate_t2a"]) == 2
 
 

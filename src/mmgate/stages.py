@@ -6,8 +6,9 @@ schema, so `pd.read_parquet("results/<folder>")` and DuckDB's
 a file pattern below it whose `key=value` folders are the partition keys, the sample set its rows
 cover, its columns and types, and, for decode, the folder of media outside every dataset. The
 rules (`workflow/rules/common.smk`), the block jobs (`blocks.Unit`), the report's inputs and tables
-(`mmgate.tables`), `mmgate diff` and the stale-shard sweep all derive paths from here; no path is
-written twice.
+(`mmgate.tables`), `mmgate diff` and `export`, `inspect`/`check` (`PAGES`) and the stale sweep
+(`mmgate.stale`) all derive paths from here; no path is written twice. A stage with a `scorer` is
+made by the generic `score_<stage>` rule (`mmgate.scoring`).
 
 `TABLES` names what the report loads (`tables.load_tables` makes exactly these, keyed by
 `Stage.table`) and the gate registry may read only those: `gates.check_registry` refuses a
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping
 
@@ -41,6 +43,15 @@ RESULTS = "results"
 _STR, _INT, _FLOAT, _BOOL = pa.large_string(), pa.int64(), pa.float64(), pa.bool_()
 _IDS = pa.list_(pa.int64())
 _KEY = re.compile(r"\{(\w+)\}")
+
+
+def pattern_regex(pattern: str) -> str:
+    """A regex of a path pattern, each `{key}` a named group of one path component.
+
+        >>> re.fullmatch(pattern_regex("task={task}/part-{shard}.parquet"), "task=t2a/part-001.parquet")["shard"]
+        '001'
+    """
+    return "".join(f"(?P<{p[1:-1]}>[^/]+)" if _KEY.fullmatch(p) else re.escape(p) for p in re.split(r"(\{\w+\})", pattern))
 
 
 @dataclass(frozen=True)
@@ -70,12 +81,12 @@ class Stage:
         return f"{RESULTS}/{self.folder}/{self.file}"
 
     def path(self, **values: str) -> str:
-        """The file of these key values; a value may itself be a placeholder (`"{write_task}"` for a rule)."""
+        """The file of these key values; a value may itself be a placeholder (`"{{ckpt}}"` for `expand`)."""
         return self.pattern.format(**values)
 
-    def wildcards(self, **renamed: str) -> str:
-        """The pattern with its keys as Snakemake wildcards, some renamed or fixed (`task="{write_task}"`)."""
-        return self.path(**{key: renamed.get(key, "{" + key + "}") for key in self.keys})
+    def wildcards(self, **fixed: str) -> str:
+        """The pattern with its keys as Snakemake wildcards, but those `fixed` (`mode="constrained"`)."""
+        return self.path(**{key: fixed.get(key, "{" + key + "}") for key in self.keys})
 
     def media_path(self, **values: str) -> str:
         if self.media is None:
@@ -95,11 +106,9 @@ class Stage:
         """The `results/` folder one of this stage's files lies in (media paths are relative to it)."""
         return Path(path).parents[self.file.count("/") + 1]
 
-    @property
+    @cached_property
     def _regex(self) -> re.Pattern[str]:
-        parts = re.split(r"(\{\w+\})", f"{RESULTS}/{self.folder}/{self.file}")
-        body = "".join(f"(?P<{p[1:-1]}>[^/]+)" if _KEY.fullmatch(p) else re.escape(p) for p in parts)
-        return re.compile(rf"(?:^|/){body}$")
+        return re.compile(rf"(?:^|/){pattern_regex(self.pattern)}$")
 
     @property
     def schema(self) -> pa.Schema:

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Mapping, Set
 
-from .stages import PAGES, RESULTS, STAGES, Stage
+from .stages import PAGES, RESULTS, STAGES, Stage, pattern_regex
 from .tasks import MODES
 
 STALE = ".stale"
@@ -44,9 +44,7 @@ def is_planned(stage: str, keys: Mapping[str, str], planned: Plan) -> bool:
 
 def _levels(pattern: str) -> list[re.Pattern[str]]:
     """One regex per path component of `pattern` (below its folder), its `{key}`s as named groups."""
-    return [re.compile("".join(f"(?P<{p[1:-1]}>[^/]+)" if re.fullmatch(r"\{\w+\}", p) else re.escape(p)
-                               for p in re.split(r"(\{\w+\})", part)) + "$")
-            for part in pattern.split("/")]
+    return [re.compile(pattern_regex(part) + "$") for part in pattern.split("/")]
 
 
 def _walk(folder: Path, levels: list[re.Pattern[str]], keys: dict[str, str], checkpoints: Set[str],
