@@ -123,3 +123,59 @@ def test_the_readme_lists_every_folder_of_the_catalogue_where_it_shows_the_layou
         assert f"| `{stage.folder}/` |" in browsing, stage.name
         shown = stage.path(ckpt="<c>", task="<t>", mode="<m>", shard="NNN")  # as the layout block writes keys
         assert shown in layout, (stage.name, shown)
+
+
+# The data contract: every stage's columns and types as a reader sees them. A change here is a change
+# users' queries see (say it in docs/changelog.md); mmgate.stages must agree with it.
+CONTRACT = {
+    "stage2": (
+        "kind:str name:str path:str source:str hash:str expected:str found:str match:bool detail:str "
+        "fix:str"),
+    "check": (
+        "kind:str name:str path:str source:str hash:str expected:str found:str match:bool detail:str "
+        "fix:str"),
+    "generate": (
+        "sample_id:str prompt_hash:str generated_ids:ids expected_len:int budget:int n_generated:int "
+        "emitted_end:bool end_position:int ragged_tail:int out_of_range:int out_of_range_pct:float "
+        "wrong_slot:int first_violation:int slot_counts:ids other_layout_slots:int layout:str "
+        "removed_mass_mean:float removed_mass_max:float removed_mass_first:float "
+        "removed_mass_peak:float overridden_share:float seed:int batch_index:int "
+        "generation_seconds:float tokens_per_second:float"),
+    "decode": (
+        "sample_id:str ok:bool reason:str sample_rate:int channels:int samples:int duration:float "
+        "width:int height:int file:str decode_seconds:float"),
+    "fingerprint": (
+        "sample_id:str decoded:bool reason:str n_tokens:int unique_token_ratio:float distinct_2:float "
+        "longest_loop_frames:int codebook_usage:float rms:float peak:float clipping_share:float "
+        "zero_crossing_rate:float mel_variance:float spectral_flatness:float silent:bool noise:bool "
+        "phash:str dhash:str mean_r:float var_r:float mean_g:float var_g:float mean_b:float "
+        "var_b:float duplicate_of:str near_duplicate:bool"),
+    "collapse": (
+        "n:int unique_outputs:int identical_groups:int unique_ratio:float unique_code_ratio:float "
+        "near_duplicate_pairs:int near_duplicate_share:float silent_share:float noise_share:float "
+        "loop_share:float collapsed:bool"),
+    "ablate": (
+        "sample_id:str condition:str loss:float n_target_tokens:int input_hash:str target_hash:str "
+        "n_context_tokens:int reason:str"),
+    "ablation_summary": (
+        "condition:str n:int mean_loss_correct:float mean_loss:float delta:float delta_ci_low:float "
+        "delta_ci_high:float win_rate:float win_rate_ci_low:float win_rate_ci_high:float ties:int "
+        "sign_test_p:float warning:str"),
+    "gates": (
+        "gate:str tier:str question:str verdict:str reasons:str notes:str fix:str values:str "
+        "thresholds:str evidence:str underpowered:bool"),
+    "trend": (
+        "checkpoint:str step:int run:str gate:str task:str metric:str value:float ci_low:float "
+        "ci_high:float limit:float judged:bool verdict:str note:str"),
+}
+SHORT = {"str": pa.large_string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "ids": pa.list_(pa.int64())}
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_each_stage_declares_the_columns_and_types_of_the_data_contract(name):
+    expected = [(column, SHORT[kind]) for column, kind in (item.split(":") for item in CONTRACT[name].split())]
+    assert list(STAGES[name].columns.items()) == expected
+
+
+def test_the_contract_names_every_stage_and_no_other():
+    assert set(CONTRACT) == set(STAGES)
