@@ -80,13 +80,10 @@ def stale_paths(results: str | Path, checkpoints: Iterable[str], planned: Plan) 
     results, checkpoints = Path(results), set(checkpoints)
     found: list[Path] = []
     for stage in STAGES.values():
-        folders = [(stage.folder, stage.file, stage.name)]
-        if stage.media:
-            folders.append((stage.media.split("/", 1)[0], stage.media.split("/", 1)[1], stage.name))
-        for folder, pattern, name in folders:
+        folders = [(stage.folder, stage.file)] + ([tuple(stage.media.split("/", 1))] if stage.media else [])
+        for folder, pattern in folders:
             if (results / folder).is_dir():
-                accept = _acceptor(stage, name, planned)
-                _walk(results / folder, _levels(pattern), {}, checkpoints, accept, found)
+                _walk(results / folder, _levels(pattern), {}, checkpoints, _acceptor(stage, planned), found)
     pages = results / Path(PAGES["gates_json"]).relative_to(RESULTS).parts[0]
     if pages.is_dir():
         found += sorted(p for p in pages.rglob("*.parquet") if not p.name.startswith("."))
@@ -104,7 +101,7 @@ def earlier_schema_files(results: str | Path, checkpoints: Iterable[str], planne
         if not (results / stage.folder).is_dir():
             continue
         kept: list[Path] = []
-        _walk(results / stage.folder, _levels(stage.file), {}, checkpoints, _acceptor(stage, stage.name, planned), [], kept)
+        _walk(results / stage.folder, _levels(stage.file), {}, checkpoints, _acceptor(stage, planned), [], kept)
         found += [(path, stage) for path in kept if not pq.read_schema(path).remove_metadata().equals(stage.schema)]
     return found
 
@@ -141,10 +138,10 @@ def conform_earlier_files(results: str | Path, checkpoints: Iterable[str], plann
     return done
 
 
-def _acceptor(stage: Stage, name: str, planned: Plan):
+def _acceptor(stage: Stage, planned: Plan):
     if stage.samples is None:  # per checkpoint or across them: nothing the golden set can outdate
         return lambda keys: True
-    return lambda keys: is_planned(name, keys, planned)
+    return lambda keys: is_planned(stage.name, keys, planned)
 
 
 def move_stale(results: str | Path, checkpoints: Iterable[str], planned: Plan, log=print) -> list[Path]:

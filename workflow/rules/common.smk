@@ -127,8 +127,9 @@ def report_skipped():
 def end_successful_run():
     """onsuccess, and the end of a run with nothing to do (which calls no onsuccess)."""
     say = lambda line: print(line, file=sys.stderr)
-    move_stale("results", CHECKPOINTS, planned_shards(), log=say)
-    conform_earlier_files("results", CHECKPOINTS, planned_shards(), log=say)
+    planned = planned_shards()
+    move_stale("results", CHECKPOINTS, planned, log=say)
+    conform_earlier_files("results", CHECKPOINTS, planned, log=say)
     report_skipped()
     print_verdicts(failed=False)
 
